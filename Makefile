@@ -1,0 +1,37 @@
+# One target per chore. `make run` and `make test` work on a fresh machine.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+
+.PHONY: run test lint bench bench-tracking services clean
+
+run: $(VENV)/.run-installed  ## set up and start the portal on the embedded default
+	$(BIN)/mlplatform db upgrade
+	$(BIN)/mlplatform serve
+
+test: $(VENV)/.test-installed services  ## set up and run every test
+	$(BIN)/python -m pytest
+
+services:  ## PostgreSQL and Redis must answer; start them if they are installed but down
+	@scripts/ensure-services.sh
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check mlplatform api plugins_contrib tests
+	$(BIN)/ruff format --check mlplatform api plugins_contrib tests
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip setuptools wheel
+
+$(VENV)/.run-installed: setup.cfg pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: setup.cfg pyproject.toml package.json examples/inhouse-plugin/setup.cfg | $(BIN)/python
+	$(PIP) install --quiet -e '.[all,test]' -e examples/inhouse-plugin
+	npm ci --silent --no-audit --no-fund
+	touch $@ $(VENV)/.run-installed
+
+clean:
+	rm -rf $(VENV) node_modules build *.egg-info

@@ -1,0 +1,43 @@
+"""Pieces every blueprint uses: the platform, the caller, pagination arguments and pages."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flask import current_app, g
+from marshmallow import Schema, fields, validate
+
+from mlplatform.core.backends import Identity
+from mlplatform.core.services.pagination import MAX_PAGE_SIZE
+
+if TYPE_CHECKING:
+    from mlplatform.core.platform import Platform
+
+API_PREFIX = "/api/v1"
+
+
+def platform() -> Platform:
+    return current_app.extensions["mlplatform"]
+
+
+def caller() -> Identity:
+    identity = g.identity
+    assert identity is not None, "view reached without an identity: its permission is public"
+    return identity
+
+
+class PageArgs(Schema):
+    page_size = fields.Integer(load_default=100, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
+    page_token = fields.String(load_default=None)
+
+
+def page_schema(item: type[Schema], name: str) -> type[Schema]:
+    """A ``{"items": [...], "next_page_token": ...}`` schema for ``item``."""
+    return Schema.from_dict(
+        {"items": fields.List(fields.Nested(item)), "next_page_token": fields.String(allow_none=True)},
+        name=name,
+    )
+
+
+def page_body(page: Any) -> dict[str, Any]:
+    return {"items": page.items, "next_page_token": page.next_page_token}

@@ -1,0 +1,307 @@
+"""The ``mlplatform`` command. Every subcommand builds its Platform from ``--config`` /
+``MLPLATFORM_CONFIG`` (default: the embedded config) and fails with the config's message."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+import yaml
+
+from mlplatform.core import config as config_module
+from mlplatform.core.errors import MLPlatformError
+
+
+def actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Show a platform error as one line and exit 2, not a traceback."""
+
+    @wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except MLPlatformError as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc.message}") from None
+
+    return run
+
+
+def load_platform(ctx: click.Context) -> Any:
+    from mlplatform.core.platform import Platform
+
+    if "platform" not in ctx.obj:
+        ctx.obj["platform"] = Platform.from_file(ctx.obj.get("config"))
+        ctx.call_on_close(ctx.obj["platform"].close)
+    return ctx.obj["platform"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar="MLPLATFORM_CONFIG", type=click.Path(dir_okay=False), help="YAML config (default: the embedded config).")
+@click.version_option(package_name="mlplatform")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """mlplatform: track experiments, register, deploy, promote and monitor models."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config_path
+
+
+# --- serve and worker ---------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (default: server.host).")
+@click.option("--port", type=int, default=None, help="Port (default: server.port).")
+@click.option("--workers", type=int, default=None, help="gunicorn worker processes (default: server.workers or 2 x CPUs + 1).")
+@click.option("--threads", type=int, default=4, show_default=True, help="Threads per worker.")
+@click.option("--dev", is_flag=True, help="Run Flask's development server (one process, reloads nothing).")
+@click.pass_context
+@friendly_errors
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None, threads: int, dev: bool) -> None:
+    """Serve the REST API and portal (gunicorn; --dev for Flask's server)."""
+    from mlplatform.core.services.bootstrap import bootstrap_admin
+
+    platform = load_platform(ctx)
+    server = platform.config["server"]
+    host, port = host or server["host"], port or server["port"]
+    path, token = bootstrap_admin(platform)
+    if token:
+        click.echo(f"Created admin user {server['bootstrap_admin']!r}. Its API token (shown once, also in {path}, mode 0600):")
+        click.echo(f"  {token}")
+    else:
+        click.echo(f"Admin token: see {path} (written on first start)")
+    click.echo(f"mlplatform {platform.database_url.split('://')[0]} listening on http://{host}:{port}")
+    if dev:
+        from api.app import create_app
+
+        create_app(platform).run(host=host, port=port, threaded=True)
+        return
+    platform.close()
+    ctx.obj.pop("platform", None)
+    _run_gunicorn(ctx.obj.get("config"), host, port, workers or server["workers"] or multiprocessing.cpu_count() * 2 + 1, threads)
+
+
+def _run_gunicorn(config_path: str | None, host: str, port: int, workers: int, threads: int) -> None:
+    import tempfile
+
+    from gunicorn.app.base import BaseApplication
+
+    if config_path:
+        os.environ["MLPLATFORM_CONFIG"] = os.path.abspath(config_path)
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="mlplatform-prometheus-"))
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in {
+                "bind": f"{host}:{port}", "workers": workers, "threads": threads, "worker_class": "gthread",
+                "keepalive": 75, "accesslog": None, "timeout": 120, "graceful_timeout": 20,
+                "child_exit": _prometheus_child_exit,
+            }.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            from api.app import create_app
+
+            return create_app()
+
+    Server().run()
+
+
+def _prometheus_child_exit(_server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+@click.option("--name", default=None, help="Worker name (default: host and pid).")
+@click.pass_context
+@friendly_errors
+def worker(ctx: click.Context, burst: bool, name: str | None) -> None:
+    """Run a job worker for the rq backend (run as many as you need)."""
+    from mlplatform.core.jobs import run_worker
+
+    run_worker(load_platform(ctx), burst=burst, name=name)
+
+
+# --- database, plugins, config ------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@click.pass_context
+@friendly_errors
+def db_upgrade(ctx: click.Context, revision: str) -> None:
+    """Apply migrations up to REVISION (creates the database schema on first run)."""
+    from mlplatform.core.db import migrate
+
+    platform = load_platform(ctx)
+    migrate.upgrade(platform.database_url, revision)
+    click.echo(f"database at revision {revision}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@friendly_errors
+def plugins(ctx: click.Context, as_json: bool) -> None:
+    """List loaded plugins, their hooks and backends, and each backend's config schema."""
+    from dataclasses import asdict
+
+    infos = [asdict(info) for info in load_platform(ctx).pm.plugin_infos()]
+    if as_json:
+        click.echo(json.dumps(infos, indent=2))
+        return
+    for info in infos:
+        click.echo(f"{info['name']} {info['version']}")
+        click.echo(f"  hooks: {', '.join(info['hooks']) or '-'}")
+        for backend in info["backends"]:
+            options = ", ".join(
+                f"{key}{'*' if spec['required'] else ''}{' (secret)' if spec.get('secret') else ''}"
+                for key, spec in backend["config_schema"].items()
+            )
+            click.echo(f"  {backend['kind']} {backend['name']}: options {options or '-'}")
+
+
+@main.group("config")
+def config_group() -> None:
+    """Configuration files."""
+
+
+@config_group.command("check")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@friendly_errors
+def config_check(path: str) -> None:
+    """Validate PATH and print the resolved config with secrets masked."""
+    from mlplatform.core.plugins import build_plugin_manager
+
+    raw = config_module.read_config_file(path)
+    plugins = config_module.validate_schema(config_module.PluginsSchema(), raw.get("plugins"), "plugins")
+    pm = build_plugin_manager(block=plugins["block"], require=plugins["require"])
+    resolved = config_module.load_config(raw, pm.backends)
+    click.echo(yaml.safe_dump(config_module.masked(resolved), sort_keys=False))
+    click.echo(f"# {path}: valid", err=True)
+
+
+# --- users and tokens ---------------------------------------------------------------------
+
+
+@main.group()
+def users() -> None:
+    """Platform users."""
+
+
+def _create_user(ctx: click.Context, username: str, email: str | None, admin: bool, with_token: bool) -> None:
+    from mlplatform.core.services import identity
+
+    platform = load_platform(ctx)
+    with platform.db.write() as session:
+        user = identity.create_user(session, actor(), username, email=email, is_admin=admin, platform=platform)
+        token = identity.issue_token(session, actor(), user, "cli", platform=platform)[1] if with_token else None
+    click.echo(f"created {'admin ' if admin else ''}user {username}")
+    if token:
+        click.echo(f"API token (shown once): {token}")
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--email", default=None)
+@click.option("--admin", is_flag=True, help="Make the user a platform admin.")
+@click.option("--token/--no-token", default=False, help="Also issue an API token and print it once.")
+@click.pass_context
+@friendly_errors
+def users_create(ctx: click.Context, username: str, email: str | None, admin: bool, token: bool) -> None:
+    """Create a user."""
+    _create_user(ctx, username, email, admin, token)
+
+
+@users.command("create-admin")
+@click.argument("username")
+@click.option("--email", default=None)
+@click.pass_context
+@friendly_errors
+def users_create_admin(ctx: click.Context, username: str, email: str | None) -> None:
+    """Create a platform admin and print an API token for it once."""
+    _create_user(ctx, username, email, True, True)
+
+
+@main.group()
+def tokens() -> None:
+    """API tokens."""
+
+
+@tokens.command("create")
+@click.argument("username")
+@click.option("--name", default="cli", show_default=True, help="A label for the token.")
+@click.option("--expires-in-days", type=int, default=None, help="Expire after this many days (default: never).")
+@click.pass_context
+@friendly_errors
+def tokens_create(ctx: click.Context, username: str, name: str, expires_in_days: int | None) -> None:
+    """Issue an API token for USERNAME and print it once."""
+    from mlplatform.core.services import identity
+
+    platform = load_platform(ctx)
+    expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=expires_in_days) if expires_in_days else None
+    with platform.db.write() as session:
+        user = identity.get_user(session, username)
+        token, plaintext = identity.issue_token(session, actor(), user, name, expires_at=expires, platform=platform)
+    click.echo(f"token {token.id} for {username}: {plaintext}")
+
+
+@tokens.command("revoke")
+@click.argument("token_id", type=int)
+@click.pass_context
+@friendly_errors
+def tokens_revoke(ctx: click.Context, token_id: int) -> None:
+    """Revoke the token with TOKEN_ID."""
+    from mlplatform.core.backends import Identity
+    from mlplatform.core.services import identity
+
+    platform = load_platform(ctx)
+    with platform.db.write() as session:
+        identity.revoke_token(session, Identity(actor(), "cli", is_admin=True), token_id, platform=platform)
+    click.echo(f"token {token_id} revoked")
+
+
+# --- audit --------------------------------------------------------------------------------
+
+
+@main.group()
+def audit() -> None:
+    """The audit trail."""
+
+
+@audit.command("verify")
+@click.pass_context
+@friendly_errors
+def audit_verify(ctx: click.Context) -> None:
+    """Recompute the audit hash chain; exit 1 and name the first broken event if any."""
+    from mlplatform.core.services import audit as audit_service
+
+    with load_platform(ctx).db.read() as session:
+        result = audit_service.verify(session)
+    if result.ok:
+        click.echo(f"audit chain intact: {result.checked} events")
+        return
+    click.echo(f"audit chain BROKEN at event {result.first_broken_id}: {result.reason} ({result.checked} events before it verify)")
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

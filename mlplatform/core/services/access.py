@@ -1,0 +1,78 @@
+"""Who may do what: roles per project (viewer < developer < maintainer < admin) and global admins.
+
+Routes declare the permission they need; ``authorize`` is the one place that checks it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mlplatform.core.backends import Identity
+from mlplatform.core.db.models import ROLES, Membership, Project
+from mlplatform.core.errors import NotFound, PermissionDenied
+
+RANK = {role: rank for rank, role in enumerate(ROLES)}
+
+
+@dataclass(frozen=True)
+class Permission:
+    """``scope`` is ``public``, ``authenticated``, ``admin`` or ``project``; ``role`` for project scope."""
+
+    scope: str
+    role: str | None = None
+
+    def describe(self) -> str:
+        return f"project:{self.role}" if self.scope == "project" else self.scope
+
+
+PUBLIC = Permission("public")
+AUTHENTICATED = Permission("authenticated")
+ADMIN = Permission("admin")
+
+
+def project_role(role: str) -> Permission:
+    if role not in RANK:
+        raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+    return Permission("project", role)
+
+
+def get_project(session: Session, name: str) -> Project:
+    project = session.scalar(select(Project).where(Project.name == name))
+    if project is None:
+        raise NotFound(f"project {name!r} does not exist")
+    return project
+
+
+def role_in(session: Session, identity: Identity, project: Project) -> str | None:
+    if identity.is_admin:
+        return "admin"
+    return session.scalar(
+        select(Membership.role).where(Membership.project_id == project.id, Membership.user_id == identity.user_id)
+    )
+
+
+def authorize(session: Session, identity: Identity | None, permission: Permission, project_name: str | None) -> Project | None:
+    """Raise ``PermissionDenied`` unless ``identity`` holds ``permission``; return the project if any."""
+    if permission.scope == "public":
+        return None
+    if identity is None:
+        raise PermissionDenied("authentication required")
+    if permission.scope == "authenticated":
+        return None
+    if permission.scope == "admin":
+        if not identity.is_admin:
+            raise PermissionDenied("this needs a platform admin")
+        return None
+    if project_name is None:
+        raise PermissionDenied("route declares a project permission but names no project")
+    project = get_project(session, project_name)
+    role = role_in(session, identity, project)
+    if role is None:
+        raise PermissionDenied(f"you are not a member of project {project_name!r}")
+    assert permission.role is not None
+    if RANK[role] < RANK[permission.role]:
+        raise PermissionDenied(f"this needs the {permission.role} role in project {project_name!r}; you are {role}")
+    return project

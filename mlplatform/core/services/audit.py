@@ -1,0 +1,153 @@
+"""The audit trail: an append-only hash chain written in the same transaction as the change.
+
+Each row stores ``prev_hash`` (the previous row's ``row_hash``) and ``row_hash``, the SHA-256
+of a canonical JSON encoding of its own stored fields including ``prev_hash``. Editing a
+row breaks its ``row_hash``; deleting or reordering rows breaks the next row's ``prev_hash``.
+Writers are serialised (PostgreSQL: a transaction-level advisory lock; SQLite: write
+transactions begin IMMEDIATE), so two writers never read the same head and fork the chain.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from mlplatform.core.backends import PlatformEvent
+from mlplatform.core.db.base import utcnow
+from mlplatform.core.db.models import AuditEvent
+from mlplatform.core.db.session import after_commit
+
+if TYPE_CHECKING:
+    from mlplatform.core.platform import Platform
+
+GENESIS = "0" * 64
+ADVISORY_LOCK_KEY = 0x6D6C70_61756469  # "mlp" "audi"
+
+
+def canonical(row: Mapping[str, Any]) -> bytes:
+    occurred_at = row["occurred_at"].astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    payload = {
+        "occurred_at": occurred_at,
+        "actor": row["actor"],
+        "project": row["project"],
+        "action": row["action"],
+        "resource_type": row["resource_type"],
+        "resource_id": row["resource_id"],
+        "summary": row["summary"],
+        "prev_hash": row["prev_hash"],
+    }
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def row_hash(row: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical(row)).hexdigest()
+
+
+def record(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    resource_type: str,
+    resource_id: str | int,
+    summary: Mapping[str, Any] | None = None,
+    project: str | None = None,
+    platform: Platform | None = None,
+) -> AuditEvent:
+    """Append one event to the chain inside the caller's transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+    head = session.scalar(select(AuditEvent.row_hash).order_by(AuditEvent.id.desc()).limit(1))
+    fields = {
+        "occurred_at": utcnow(),
+        "actor": actor,
+        "project": project,
+        "action": action,
+        "resource_type": resource_type,
+        "resource_id": str(resource_id),
+        "summary": json.loads(json.dumps(dict(summary or {}), default=str)),
+        "prev_hash": head or GENESIS,
+    }
+    event = AuditEvent(**fields, row_hash=row_hash(fields))
+    session.add(event)
+    session.flush()
+    if platform is not None:
+        published = PlatformEvent(
+            id=event.id,
+            occurred_at=event.occurred_at,
+            actor=actor,
+            project=project,
+            action=action,
+            resource_type=resource_type,
+            resource_id=str(resource_id),
+            summary=fields["summary"],
+        )
+        after_commit(session, lambda: platform.publish(published))
+    return event
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    checked: int
+    first_broken_id: int | None = None
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checked": self.checked, "first_broken_id": self.first_broken_id, "reason": self.reason}
+
+
+def verify(session: Session) -> Verification:
+    """Recompute the chain in id order; name the first event that does not match."""
+    expected_prev = GENESIS
+    checked = 0
+    rows = session.execute(select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=1000)).scalars()
+    for event in rows:
+        stored = {c: getattr(event, c) for c in ("occurred_at", "actor", "project", "action", "resource_type", "resource_id", "summary", "prev_hash")}
+        if event.prev_hash != expected_prev:
+            return Verification(False, checked, event.id, "prev_hash does not match the previous event: an event before it was deleted or changed")
+        if row_hash(stored) != event.row_hash:
+            return Verification(False, checked, event.id, "row_hash does not match the event's contents: the event was edited")
+        expected_prev = event.row_hash
+        checked += 1
+    return Verification(True, checked)
+
+
+def search(
+    session: Session,
+    *,
+    project: str | None = None,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    page_size: int = 100,
+    page_token: str | None = None,
+) -> Any:
+    """Events matching every given filter, oldest first, a page at a time."""
+    from mlplatform.core.services.pagination import paginate
+
+    query = select(AuditEvent)
+    for column, value in (
+        (AuditEvent.project, project),
+        (AuditEvent.resource_type, resource_type),
+        (AuditEvent.resource_id, resource_id),
+        (AuditEvent.actor, actor),
+        (AuditEvent.action, action),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if start is not None:
+        query = query.where(AuditEvent.occurred_at >= start)
+    if end is not None:
+        query = query.where(AuditEvent.occurred_at < end)
+    return paginate(session, query, AuditEvent.id, page_size, page_token)

@@ -1,0 +1,110 @@
+"""Metric history: every point of a run's metric, a page at a time, or downsampled for charts.
+
+Downsampling (``max_points``) is bucketed min/max, the shape that keeps spikes visible:
+the first and the last point are always kept; the points between are split in order into
+``(max_points - 2) // 2`` buckets of equal count and each bucket keeps its minimum and its
+maximum point (one point if they are the same, its first point if it is all NaN), in step
+order. So the global minimum and maximum always survive and at most ``max_points`` points
+come back. The points of one series are read with one indexed range scan
+(``ix_metrics_run_id_key_step``) and bucketed in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from mlplatform.core.db.tracking import Metric, Run
+from mlplatform.core.errors import InvalidInput, NotFound
+from mlplatform.core.services import access
+from mlplatform.core.services.pagination import Page, decode_token, encode_token
+from mlplatform.core.services.tracking import load_run
+
+Point = tuple[int, int, float | None]  # (step, timestamp, value); value None is NaN
+MIN_MAX_POINTS = 4
+MAX_SERIES = 1000
+
+
+def downsample(points: Sequence[Point], max_points: int) -> list[Point]:
+    """Bucketed min/max of ``points`` (in step order) down to at most ``max_points``."""
+    if max_points < MIN_MAX_POINTS:
+        raise InvalidInput(f"max_points must be at least {MIN_MAX_POINTS}", errors={"max_points": [f"at least {MIN_MAX_POINTS}"]})
+    count = len(points)
+    if count <= max_points:
+        return list(points)
+    buckets = (max_points - 2) // 2
+    interior = count - 2
+    kept: list[Point] = [points[0]]
+    for b in range(buckets):
+        start = 1 + b * interior // buckets
+        end = 1 + (b + 1) * interior // buckets
+        low = high = -1
+        for i in range(start, end):
+            value = points[i][2]
+            if value is None:
+                continue
+            if low < 0 or value < points[low][2]:  # type: ignore[operator]
+                low = i
+            if high < 0 or value > points[high][2]:  # type: ignore[operator]
+                high = i
+        if low < 0:
+            kept.append(points[start])
+        elif low == high:
+            kept.append(points[low])
+        else:
+            kept.extend((points[low], points[high]) if low < high else (points[high], points[low]))
+    kept.append(points[-1])
+    return kept
+
+
+def history(
+    session: Session, project_name: str, run_id: str, key: str, *, page_size: int = 10000,
+    page_token: str | None = None, max_points: int | None = None,
+) -> Page[Point]:
+    """Points of ``key`` ordered by step (then logging order). With ``max_points`` the whole
+    series is downsampled into one page; otherwise it is paged with keyset tokens."""
+    run = load_run(session, access.get_project(session, project_name), run_id)
+    query = select(Metric.step, Metric.timestamp, Metric.value).where(Metric.run_id == run.id, Metric.key == key)
+    if max_points is not None:
+        points = [tuple(row) for row in session.execute(query.order_by(Metric.step, Metric.id))]
+        return Page(downsample(points, max_points), None)  # type: ignore[arg-type]
+    if page_token:
+        position = decode_token(page_token)
+        if not (isinstance(position, list) and len(position) == 2 and all(isinstance(p, int) for p in position)):
+            raise InvalidInput("page_token is not a token this server issued", errors={"page_token": ["invalid"]})
+        query = query.where(tuple_(Metric.step, Metric.id) > tuple_(*position))
+    rows = session.execute(query.add_columns(Metric.id).order_by(Metric.step, Metric.id).limit(page_size + 1)).all()
+    token = encode_token([rows[page_size - 1][0], rows[page_size - 1][3]]) if len(rows) > page_size else None
+    return Page([(step, stamp, value) for step, stamp, value, _id in rows[:page_size]], token)
+
+
+def compare(
+    session: Session, project_name: str, run_ids: Sequence[str], keys: Sequence[str], max_points: int | None = 1000
+) -> list[dict[str, Any]]:
+    """Series for every (run, key) pair that has points, each downsampled to ``max_points``
+    (None: every point). One query for the runs, one for all the points."""
+    if len(run_ids) * len(keys) > MAX_SERIES:
+        raise InvalidInput(f"at most {MAX_SERIES} run x key series in one call", errors={"runs": [f"runs x keys <= {MAX_SERIES}"]})
+    project = access.get_project(session, project_name)
+    found = set(session.scalars(select(Run.id).where(Run.id.in_(run_ids), Run.project_id == project.id)))
+    missing = [r for r in run_ids if r not in found]
+    if missing:
+        raise NotFound(f"runs do not exist in project {project.name!r}: {', '.join(missing[:10])}")
+    series: dict[tuple[str, str], list[Point]] = {}
+    rows = session.execute(
+        select(Metric.run_id, Metric.key, Metric.step, Metric.timestamp, Metric.value)
+        .where(Metric.run_id.in_(run_ids), Metric.key.in_(keys))
+        .order_by(Metric.run_id, Metric.key, Metric.step, Metric.id)
+    )
+    for run_id, key, step, stamp, value in rows:
+        series.setdefault((run_id, key), []).append((step, stamp, value))
+    result = []
+    for run_id in run_ids:
+        for key in keys:
+            points = series.get((run_id, key))
+            if points is not None:
+                result.append({"run_id": run_id, "key": key, "points": downsample(points, max_points) if max_points else points})
+    return result

@@ -1,0 +1,37 @@
+"""Tracking tests reuse the API fixtures (``api`` runs each test on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import Api, api, make_api  # noqa: F401  (fixtures)
+
+P = "/api/v1/projects/p1"
+
+
+@pytest.fixture
+def tracked(api: Api) -> Api:  # noqa: F811
+    """An app with project ``p1`` and members dev (developer), viewer (viewer), boss (admin)."""
+    assert api.post("/api/v1/projects", json={"name": "p1"}).status_code == 201
+    api.user("dev", role="developer", project="p1")
+    api.user("viewer", role="viewer", project="p1")
+    api.user("boss", role="admin", project="p1")
+    return api
+
+
+def experiment(api: Api, name: str = "exp", **body: Any) -> int:
+    response = api.post(f"{P}/experiments", json={"name": name, **body})
+    assert response.status_code == 201, response.json
+    return response.json["id"]
+
+
+def run(api: Api, experiment_id: int, **body: Any) -> dict[str, Any]:
+    response = api.post(f"{P}/experiments/{experiment_id}/runs", json=body)
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def log(api: Api, run_id: str, token: str = "admin", headers: dict[str, str] | None = None, **body: Any) -> Any:
+    return api.post(f"{P}/runs/{run_id}/log", json=body, token=token, headers=headers)
