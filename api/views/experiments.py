@@ -14,7 +14,9 @@ from mlplatform.core.db.tracking import EXPERIMENT_STAGES
 from mlplatform.core.services import access
 from mlplatform.core.services import tracking as tracking_service
 
-blp = Blueprint("experiments", __name__, url_prefix=f"{API_PREFIX}/projects", description="Experiments: named groups of runs")
+blp = Blueprint(
+    "experiments", __name__, url_prefix=f"{API_PREFIX}/projects", description="Experiments: named groups of runs"
+)
 
 NAME = validate.Length(min=1, max=250)
 TAG_KEY = fields.String(validate=validate.Length(min=1, max=250))
@@ -30,7 +32,8 @@ class ExperimentUpdateSchema(Schema):
     name = fields.String(validate=NAME, metadata={"description": "Rename"})
     description = fields.String(validate=validate.Length(max=10000))
     tags = fields.Dict(
-        keys=TAG_KEY, values=fields.String(allow_none=True, validate=validate.Length(max=8000)),
+        keys=TAG_KEY,
+        values=fields.String(allow_none=True, validate=validate.Length(max=8000)),
         metadata={"description": "Merged into the experiment's tags; a null value removes the tag"},
     )
     archived = fields.Boolean(metadata={"description": "true archives the experiment, false makes it active again"})
@@ -55,7 +58,9 @@ class ExperimentListArgs(PageArgs):
 
 
 class ExperimentDeleteArgs(Schema):
-    purge = fields.Boolean(load_default=False, metadata={"description": "Remove for good with runs and artifacts (project admin)"})
+    purge = fields.Boolean(
+        load_default=False, metadata={"description": "Remove for good with runs and artifacts (project admin)"}
+    )
 
 
 ExperimentPage = page_schema(ExperimentSchema, "ExperimentPage")
@@ -64,8 +69,15 @@ ExperimentPage = page_schema(ExperimentSchema, "ExperimentPage")
 def experiment_body(view: tracking_service.ExperimentView) -> dict[str, Any]:
     e = view.experiment
     return {
-        "id": e.id, "name": e.name, "description": e.description, "tags": view.tags, "lifecycle_stage": e.lifecycle_stage,
-        "created_at": e.created_at, "created_by": e.created_by, "updated_at": e.updated_at, "deleted_at": e.deleted_at,
+        "id": e.id,
+        "name": e.name,
+        "description": e.description,
+        "tags": view.tags,
+        "lifecycle_stage": e.lifecycle_stage,
+        "created_at": e.created_at,
+        "created_by": e.created_by,
+        "updated_at": e.updated_at,
+        "deleted_at": e.deleted_at,
     }
 
 
@@ -78,8 +90,13 @@ class Experiments(MethodView):
         """List experiments, filtered by name substring, tags and lifecycle view"""
         with platform().db.read() as session:
             page = tracking_service.list_experiments(
-                session, project, name=args["name"], tags=args["tag"], view=args["view"],
-                page_size=args["page_size"], page_token=args["page_token"],
+                session,
+                project,
+                name=args["name"],
+                tags=args["tag"],
+                view=args["view"],
+                page_size=args["page_size"],
+                page_token=args["page_token"],
             )
             page.items = [experiment_body(v) for v in page.items]  # type: ignore[misc]
             return page_body(page)
@@ -111,7 +128,9 @@ class ExperimentById(MethodView):
     def patch(self, body: dict[str, Any], project: str, experiment_id: int) -> dict[str, Any]:
         """Rename, describe, tag, archive or unarchive an experiment"""
         with platform().db.write() as session:
-            return experiment_body(tracking_service.update_experiment(session, caller(), project, experiment_id, body, platform=platform()))
+            return experiment_body(
+                tracking_service.update_experiment(session, caller(), project, experiment_id, body, platform=platform())
+            )
 
     @requires(access.project_role("developer"))
     @blp.arguments(ExperimentDeleteArgs, location="query")
@@ -119,7 +138,9 @@ class ExperimentById(MethodView):
     def delete(self, args: dict[str, Any], project: str, experiment_id: int) -> None:
         """Delete an experiment (soft, restorable); ``?purge=true`` removes it for good (admin)"""
         with platform().db.write() as session:
-            tracking_service.delete_experiment(session, caller(), project, experiment_id, purge=args["purge"], platform=platform())
+            tracking_service.delete_experiment(
+                session, caller(), project, experiment_id, purge=args["purge"], platform=platform()
+            )
 
 
 @blp.route("/<project>/experiments/<int:experiment_id>/restore")
@@ -129,4 +150,6 @@ class ExperimentRestore(MethodView):
     def post(self, project: str, experiment_id: int) -> dict[str, Any]:
         """Restore a deleted experiment to the stage it had"""
         with platform().db.write() as session:
-            return experiment_body(tracking_service.restore_experiment(session, caller(), project, experiment_id, platform=platform()))
+            return experiment_body(
+                tracking_service.restore_experiment(session, caller(), project, experiment_id, platform=platform())
+            )

@@ -16,7 +16,9 @@ from mlplatform.core.services import access, metric_history, run_search
 from mlplatform.core.services.pagination import MAX_PAGE_SIZE
 from mlplatform.core.services.tracking_batch import to_wire
 
-blp = Blueprint("run_queries", __name__, url_prefix=f"{API_PREFIX}/projects", description="Metric history and run search")
+blp = Blueprint(
+    "run_queries", __name__, url_prefix=f"{API_PREFIX}/projects", description="Metric history and run search"
+)
 
 MAX_HISTORY_PAGE = 50000
 MAX_POINTS = validate.Range(min=metric_history.MIN_MAX_POINTS, max=100000)
@@ -26,8 +28,11 @@ class HistoryArgs(Schema):
     page_size = fields.Integer(load_default=10000, validate=validate.Range(min=1, max=MAX_HISTORY_PAGE))
     page_token = fields.String(load_default=None)
     max_points = fields.Integer(
-        load_default=None, validate=MAX_POINTS,
-        metadata={"description": "Downsample to at most this many points (bucketed min/max; first and last kept); one page"},
+        load_default=None,
+        validate=MAX_POINTS,
+        metadata={
+            "description": "Downsample to at most this many points (bucketed min/max; first and last kept); one page"
+        },
     )
 
 
@@ -47,7 +52,9 @@ class HistorySchema(Schema):
 class CompareSchema(Schema):
     runs = fields.List(fields.String(), required=True, validate=validate.Length(min=1, max=1000))
     keys = fields.List(fields.String(), required=True, validate=validate.Length(min=1, max=1000))
-    max_points = fields.Integer(load_default=1000, allow_none=True, validate=MAX_POINTS, metadata={"description": "null: every point"})
+    max_points = fields.Integer(
+        load_default=1000, allow_none=True, validate=MAX_POINTS, metadata={"description": "null: every point"}
+    )
 
 
 class SeriesSchema(Schema):
@@ -61,9 +68,20 @@ class CompareResultSchema(Schema):
 
 
 class SearchSchema(Schema):
-    experiment_ids = fields.List(fields.Integer(), load_default=list, metadata={"description": "Default: every experiment not deleted"})
-    filter = fields.String(load_default="", validate=validate.Length(max=10000), metadata={"description": "e.g. metrics.acc > 0.9 AND params.lr = '0.01'"})
-    order_by = fields.List(fields.String(), load_default=list, validate=validate.Length(max=10), metadata={"description": "e.g. [\"metrics.acc DESC\"]"})
+    experiment_ids = fields.List(
+        fields.Integer(), load_default=list, metadata={"description": "Default: every experiment not deleted"}
+    )
+    filter = fields.String(
+        load_default="",
+        validate=validate.Length(max=10000),
+        metadata={"description": "e.g. metrics.acc > 0.9 AND params.lr = '0.01'"},
+    )
+    order_by = fields.List(
+        fields.String(),
+        load_default=list,
+        validate=validate.Length(max=10),
+        metadata={"description": 'e.g. ["metrics.acc DESC"]'},
+    )
     run_view = fields.String(load_default="active", validate=validate.OneOf(run_search.RUN_VIEWS))
     page_size = fields.Integer(load_default=100, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
     page_token = fields.String(load_default=None, allow_none=True)
@@ -87,9 +105,17 @@ class MetricHistory(MethodView):
         """Every point of one metric ordered by step, paged; or downsampled with max_points"""
         with platform().db.read() as session:
             page = metric_history.history(
-                session, project, run_id, key, page_size=args["page_size"], page_token=args["page_token"], max_points=args["max_points"]
+                session,
+                project,
+                run_id,
+                key,
+                page_size=args["page_size"],
+                page_token=args["page_token"],
+                max_points=args["max_points"],
             )
-        return json_response({"run_id": run_id, "key": key, "items": points_body(page.items), "next_page_token": page.next_page_token})
+        return json_response(
+            {"run_id": run_id, "key": key, "items": points_body(page.items), "next_page_token": page.next_page_token}
+        )
 
 
 @blp.route("/<project>/metrics/history")
@@ -113,7 +139,13 @@ class RunSearch(MethodView):
         """Search runs with a filter (metrics., params., tags., attributes.; AND only), order and pages"""
         with platform().db.read() as session:
             page = run_search.search_runs(
-                session, project, experiment_ids=body["experiment_ids"], filter=body["filter"], order_by=body["order_by"],
-                run_view=body["run_view"], page_size=body["page_size"], page_token=body["page_token"],
+                session,
+                project,
+                experiment_ids=body["experiment_ids"],
+                filter=body["filter"],
+                order_by=body["order_by"],
+                run_view=body["run_view"],
+                page_size=body["page_size"],
+                page_token=body["page_token"],
             )
             return json_response({"items": [run_body(v) for v in page.items], "next_page_token": page.next_page_token})

@@ -22,9 +22,14 @@ from mlplatform.core.services import access
 from mlplatform.core.services import tracking as tracking_service
 from mlplatform.core.services.tracking_batch import parse_batch, to_wire
 
-blp = Blueprint("runs", __name__, url_prefix=f"{API_PREFIX}/projects", description="Runs: params, metrics and tags of one training")
+blp = Blueprint(
+    "runs", __name__, url_prefix=f"{API_PREFIX}/projects", description="Runs: params, metrics and tags of one training"
+)
 
-METRIC_VALUE_DOC = {"description": "A number, or one of the strings NaN, Infinity, -Infinity", "oneOf": [{"type": "number"}, {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}]}
+METRIC_VALUE_DOC = {
+    "description": "A number, or one of the strings NaN, Infinity, -Infinity",
+    "oneOf": [{"type": "number"}, {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}],
+}
 
 
 class MetricPointSchema(Schema):
@@ -35,8 +40,15 @@ class MetricPointSchema(Schema):
 
 
 class LogBatchSchema(Schema):
-    params = fields.Dict(keys=fields.String(), values=fields.String(), metadata={"description": "Write-once: another value for a logged key is 409"})
-    metrics = fields.List(fields.Nested(MetricPointSchema), metadata={"description": "Appended; at most tracking.limits.max_metrics_per_batch"})
+    params = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        metadata={"description": "Write-once: another value for a logged key is 409"},
+    )
+    metrics = fields.List(
+        fields.Nested(MetricPointSchema),
+        metadata={"description": "Appended; at most tracking.limits.max_metrics_per_batch"},
+    )
     tags = fields.Dict(keys=fields.String(), values=fields.String(), metadata={"description": "Last write wins"})
 
 
@@ -57,15 +69,24 @@ class RunCreateSchema(Schema):
     start_time = fields.AwareDateTime(metadata={"description": "Default now"})
     user = fields.String(validate=validate.Length(min=1, max=250), metadata={"description": "Default the caller"})
     source = fields.Nested(SourceSchema, load_default=dict)
-    parent_run_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=32), metadata={"description": "For nested runs"})
+    parent_run_id = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=32),
+        metadata={"description": "For nested runs"},
+    )
     params = fields.Raw(load_default=None, metadata={"type": "object", "description": "First batch: params"})
-    metrics = fields.Raw(load_default=None, metadata={"type": "array", "items": {"$ref": "#/components/schemas/MetricPoint"}})
+    metrics = fields.Raw(
+        load_default=None, metadata={"type": "array", "items": {"$ref": "#/components/schemas/MetricPoint"}}
+    )
     tags = fields.Raw(load_default=None, metadata={"type": "object", "description": "First batch: tags"})
 
 
 class RunUpdateSchema(Schema):
     name = fields.String(validate=validate.Length(min=1, max=250))
-    status = fields.String(validate=validate.OneOf(RUN_STATUSES), metadata={"description": "running reopens a finished run"})
+    status = fields.String(
+        validate=validate.OneOf(RUN_STATUSES), metadata={"description": "running reopens a finished run"}
+    )
     end_time = fields.AwareDateTime(metadata={"description": "Default now when the status becomes terminal"})
 
 
@@ -90,7 +111,11 @@ class RunSchema(Schema):
     artifact_prefix = fields.String()
     params = fields.Dict(keys=fields.String(), values=fields.String())
     tags = fields.Dict(keys=fields.String(), values=fields.String())
-    metrics = fields.Dict(keys=fields.String(), values=fields.Nested(LatestMetricSchema), metadata={"description": "Latest value of each metric"})
+    metrics = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(LatestMetricSchema),
+        metadata={"description": "Latest value of each metric"},
+    )
 
 
 def _iso(value: Any) -> str | None:
@@ -100,19 +125,30 @@ def _iso(value: Any) -> str | None:
 def run_body(view: tracking_service.RunView) -> dict[str, Any]:
     run = view.run
     return {
-        "id": run.id, "experiment_id": run.experiment_id, "name": run.name, "status": run.status,
-        "lifecycle_stage": run.lifecycle_stage, "start_time": _iso(run.start_time), "end_time": _iso(run.end_time),
-        "deleted_at": _iso(run.deleted_at), "user": run.user,
+        "id": run.id,
+        "experiment_id": run.experiment_id,
+        "name": run.name,
+        "status": run.status,
+        "lifecycle_stage": run.lifecycle_stage,
+        "start_time": _iso(run.start_time),
+        "end_time": _iso(run.end_time),
+        "deleted_at": _iso(run.deleted_at),
+        "user": run.user,
         "source": {"git_commit": run.source_git_commit, "entry_point": run.source_entry_point},
-        "parent_run_id": run.parent_run_id, "artifact_prefix": run.artifact_prefix,
-        "params": view.params, "tags": view.tags,
-        "metrics": {k: {"value": to_wire(m["value"]), "step": m["step"], "timestamp": m["timestamp"]} for k, m in view.metrics.items()},
+        "parent_run_id": run.parent_run_id,
+        "artifact_prefix": run.artifact_prefix,
+        "params": view.params,
+        "tags": view.tags,
+        "metrics": {
+            k: {"value": to_wire(m["value"]), "step": m["step"], "timestamp": m["timestamp"]}
+            for k, m in view.metrics.items()
+        },
     }
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response built without a schema pass (the body is already wire-ready)."""
-    response = current_app.json.response(body)
+    response: Response = current_app.json.response(body)  # type: ignore[assignment]
     response.status_code = status
     for key, value in (headers or {}).items():
         response.headers[key] = value
@@ -132,12 +168,17 @@ class ExperimentRuns(MethodView):
         """Start a run, optionally with its first batch of params, metrics and tags"""
         batch = parse_batch({k: body[k] for k in ("params", "metrics", "tags")}, limits())
         spec = {
-            "name": body.get("name"), "start_time": body.get("start_time"), "user": body.get("user"),
-            "source_git_commit": body["source"].get("git_commit"), "source_entry_point": body["source"].get("entry_point"),
+            "name": body.get("name"),
+            "start_time": body.get("start_time"),
+            "user": body.get("user"),
+            "source_git_commit": body["source"].get("git_commit"),
+            "source_entry_point": body["source"].get("entry_point"),
             "parent_run_id": body["parent_run_id"],
         }
         with platform().db.write() as session:
-            view = tracking_service.create_run(session, caller(), project, experiment_id, spec, batch, platform=platform())
+            view = tracking_service.create_run(
+                session, caller(), project, experiment_id, spec, batch, platform=platform()
+            )
             return json_response(run_body(view), 201)
 
 
@@ -156,7 +197,9 @@ class RunById(MethodView):
     def patch(self, body: dict[str, Any], project: str, run_id: str) -> Response:
         """Rename a run, set its status (running reopens it) and end time"""
         with platform().db.write() as session:
-            return json_response(run_body(tracking_service.update_run(session, caller(), project, run_id, body, platform=platform())))
+            return json_response(
+                run_body(tracking_service.update_run(session, caller(), project, run_id, body, platform=platform()))
+            )
 
     @requires(access.project_role("developer"))
     @blp.response(204)
@@ -173,7 +216,11 @@ class RunRestore(MethodView):
     def post(self, project: str, run_id: str) -> Response:
         """Restore a deleted run"""
         with platform().db.write() as session:
-            return json_response(run_body(tracking_service.set_run_deleted(session, caller(), project, run_id, False, platform=platform())))
+            return json_response(
+                run_body(
+                    tracking_service.set_run_deleted(session, caller(), project, run_id, False, platform=platform())
+                )
+            )
 
 
 @blp.route("/<project>/runs/<run_id>/log")
@@ -181,10 +228,15 @@ class RunLog(MethodView):
     @requires(access.project_role("developer"))
     @blp.doc(
         requestBody={"required": True, "content": {"application/json": {"schema": LogBatchSchema}}},
-        parameters=[{
-            "in": "header", "name": "Idempotency-Key", "required": False, "schema": {"type": "string", "maxLength": 250},
-            "description": "A retry with the same key returns the first response and logs nothing again",
-        }],
+        parameters=[
+            {
+                "in": "header",
+                "name": "Idempotency-Key",
+                "required": False,
+                "schema": {"type": "string", "maxLength": 250},
+                "description": "A retry with the same key returns the first response and logs nothing again",
+            }
+        ],
     )
     @blp.response(200, LogResultSchema)
     def post(self, project: str, run_id: str) -> Response:
@@ -194,6 +246,11 @@ class RunLog(MethodView):
         key = request.headers.get("Idempotency-Key") or None
         with platform().db.write() as session:
             result, replayed = tracking_service.log(
-                session, project, run_id, batch, idempotency_key=key, request_hash=hashlib.sha256(raw).hexdigest() if key else "",
+                session,
+                project,
+                run_id,
+                batch,
+                idempotency_key=key,
+                request_hash=hashlib.sha256(raw).hexdigest() if key else "",
             )
         return json_response(result.to_dict(), 200, {"Idempotent-Replayed": "true"} if replayed else None)

@@ -35,7 +35,12 @@ class Platform:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         url = self.config["database"]["url"] or f"sqlite:///{self.data_dir / 'mlplatform.db'}"
         self.database_url = normalise_url(url)
-        self.db = Database(self.database_url, echo=self.config["database"]["echo"], pool_size=self.config["database"]["pool_size"])
+        self.db = Database(
+            self.database_url,
+            echo=self.config["database"]["echo"],
+            pool_size=self.config["database"]["pool_size"],
+            publish=self.publish,
+        )
         store = self.config["artifact_store"]
         self.artifact_store: ArtifactStore = self._instantiate("artifact_store", store["backend"], store["options"], "artifact_store")  # type: ignore[assignment]
         self.auth_backends: list[AuthBackend] = [
@@ -73,7 +78,7 @@ class Platform:
         """Tell ``platform_event`` implementations about a committed change; failures are logged."""
         for impl in reversed(self.pm.hook.platform_event.get_hookimpls()):
             try:
-                impl.function(event=event)
+                impl.function(*[event for _ in impl.argnames])
             except Exception:
                 log.exception("plugin %r failed in platform_event for %s", impl.plugin_name, event.action)
 

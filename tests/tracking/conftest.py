@@ -21,17 +21,17 @@ def tracked(api: Api) -> Api:  # noqa: F811
     return api
 
 
-def experiment(api: Api, name: str = "exp", **body: Any) -> int:
-    response = api.post(f"{P}/experiments", json={"name": name, **body})
+def experiment(client: Api, name: str = "exp", **body: Any) -> int:
+    response = client.post(f"{P}/experiments", json={"name": name, **body})
     assert response.status_code == 201, response.json
     return response.json["id"]
 
 
-def run(api: Api, experiment_id: int, **body: Any) -> dict[str, Any]:
-    response = api.post(f"{P}/experiments/{experiment_id}/runs", json=body)
+def run(client: Api, experiment_id: int, **body: Any) -> dict[str, Any]:
+    response = client.post(f"{P}/experiments/{experiment_id}/runs", json=body)
     assert response.status_code == 201, response.json
     return response.json
 
 
-def log(api: Api, run_id: str, token: str = "admin", headers: dict[str, str] | None = None, **body: Any) -> Any:
-    return api.post(f"{P}/runs/{run_id}/log", json=body, token=token, headers=headers)
+def log(client: Api, run_id: str, token: str = "admin", headers: dict[str, str] | None = None, **body: Any) -> Any:
+    return client.post(f"{P}/runs/{run_id}/log", json=body, token=token, headers=headers)

@@ -14,7 +14,9 @@ from tests.tracking.conftest import P, experiment, log, run
 
 def test_create_get_list_and_filter(tracked: Api) -> None:
     api = tracked
-    first = api.post(f"{P}/experiments", json={"name": "Churn baseline", "description": "d", "tags": {"team": "ml"}}, token="dev")
+    first = api.post(
+        f"{P}/experiments", json={"name": "Churn baseline", "description": "d", "tags": {"team": "ml"}}, token="dev"
+    )
     assert first.status_code == 201
     body = first.json
     assert body["name"] == "Churn baseline" and body["tags"] == {"team": "ml"} and body["lifecycle_stage"] == "active"
@@ -49,9 +51,17 @@ def test_names_are_unique_per_project(tracked: Api) -> None:
 def test_rename_describe_tag_archive(tracked: Api) -> None:
     api = tracked
     eid = experiment(api, "old", tags={"a": "1", "b": "2"})
-    changed = api.patch(f"{P}/experiments/{eid}", json={"name": "new", "description": "why", "tags": {"a": "9", "b": None, "c": "3"}}, token="dev")
+    changed = api.patch(
+        f"{P}/experiments/{eid}",
+        json={"name": "new", "description": "why", "tags": {"a": "9", "b": None, "c": "3"}},
+        token="dev",
+    )
     assert changed.status_code == 200
-    assert (changed.json["name"], changed.json["description"], changed.json["tags"]) == ("new", "why", {"a": "9", "c": "3"})
+    assert (changed.json["name"], changed.json["description"], changed.json["tags"]) == (
+        "new",
+        "why",
+        {"a": "9", "c": "3"},
+    )
     archived = api.patch(f"{P}/experiments/{eid}", json={"archived": True}, token="dev").json
     assert archived["lifecycle_stage"] == "archived"
     assert api.get(f"{P}/experiments").json["items"] == []
@@ -59,7 +69,11 @@ def test_rename_describe_tag_archive(tracked: Api) -> None:
     assert api.post(f"{P}/experiments/{eid}/runs", json={}).status_code == 409  # no new runs in an archived experiment
     assert api.patch(f"{P}/experiments/{eid}", json={"archived": False}).json["lifecycle_stage"] == "active"
     with api.platform.db.read() as session:
-        actions = list(session.scalars(select(AuditEvent.action).where(AuditEvent.resource_type == "experiment").order_by(AuditEvent.id)))
+        actions = list(
+            session.scalars(
+                select(AuditEvent.action).where(AuditEvent.resource_type == "experiment").order_by(AuditEvent.id)
+            )
+        )
     assert actions == ["experiment.create", "experiment.update", "experiment.archive", "experiment.unarchive"]
 
 
@@ -102,7 +116,9 @@ def test_purge_is_admin_only_and_removes_runs_and_artifacts(tracked: Api) -> Non
         assert session.scalar(select(func.count()).select_from(Run)) == 1
         purge = session.scalar(select(AuditEvent).where(AuditEvent.action == "experiment.purge"))
         assert purge is not None and purge.actor == "boss" and purge.summary == {"name": "doomed", "runs": 1}
-    assert api.delete(f"{P}/experiments/{eid}", query_string={"purge": "true"}, token="boss").status_code == 204  # idempotent
+    assert (
+        api.delete(f"{P}/experiments/{eid}", query_string={"purge": "true"}, token="boss").status_code == 204
+    )  # idempotent
     assert api.post(f"{P}/experiments", json={"name": "doomed"}).status_code == 201  # the name is free again
 
 

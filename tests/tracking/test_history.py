@@ -47,7 +47,13 @@ def test_history_is_ordered_by_step_and_paged(tracked: Api) -> None:
     steps = list(range(250))
     random.Random(1).shuffle(steps)
     for chunk in range(0, 250, 100):
-        log(api, r, metrics=[{"key": "loss/train", "value": s / 10, "step": s, "timestamp": s} for s in steps[chunk:chunk + 100]])
+        log(
+            api,
+            r,
+            metrics=[
+                {"key": "loss/train", "value": s / 10, "step": s, "timestamp": s} for s in steps[chunk : chunk + 100]
+            ],
+        )
     log(api, r, metrics=[{"key": "loss/train", "value": -1, "step": 7, "timestamp": 9999}])  # a second point at step 7
     collected, token = [], None
     while True:
@@ -71,7 +77,11 @@ def test_history_downsampled_view(tracked: Api) -> None:
     values[1234] = 99.0
     values[2345] = -99.0
     for chunk in range(0, 3000, 1000):
-        log(api, r, metrics=[{"key": "acc", "value": values[i], "step": i, "timestamp": i} for i in range(chunk, chunk + 1000)])
+        log(
+            api,
+            r,
+            metrics=[{"key": "acc", "value": values[i], "step": i, "timestamp": i} for i in range(chunk, chunk + 1000)],
+        )
     page = api.get(f"{P}/runs/{r}/metrics/acc", query_string={"max_points": 100}).json
     points = page["items"]
     assert len(points) <= 100 and page["next_page_token"] is None
@@ -86,7 +96,11 @@ def test_compare_several_runs_and_keys(tracked: Api) -> None:
     a, b = run(api, eid)["id"], run(api, eid)["id"]
     for rid, scale in ((a, 1), (b, 2)):
         log(api, rid, metrics=[{"key": k, "value": i * scale, "step": i} for k in ("loss", "acc") for i in range(500)])
-    body = api.post(f"{P}/metrics/history", json={"runs": [a, b], "keys": ["loss", "acc", "missing"], "max_points": 50}, token="viewer").json
+    body = api.post(
+        f"{P}/metrics/history",
+        json={"runs": [a, b], "keys": ["loss", "acc", "missing"], "max_points": 50},
+        token="viewer",
+    ).json
     assert [(s["run_id"], s["key"]) for s in body["series"]] == [(a, "loss"), (a, "acc"), (b, "loss"), (b, "acc")]
     for series in body["series"]:
         assert len(series["points"]) <= 50 and series["points"][0]["step"] == 0 and series["points"][-1]["step"] == 499

@@ -19,17 +19,26 @@ def test_create_with_first_batch_and_get(tracked: Api) -> None:
     api = tracked
     eid = experiment(api)
     created = api.post(
-        f"{P}/experiments/{eid}/runs", token="dev",
+        f"{P}/experiments/{eid}/runs",
+        token="dev",
         json={
-            "name": "r1", "start_time": "2026-01-02T03:04:05+00:00", "source": {"git_commit": "abc123", "entry_point": "train.py"},
-            "params": {"lr": 0.01, "layers": 3, "opt": "adam"}, "tags": {"team": "ml"},
-            "metrics": [{"key": "loss", "value": 0.5, "step": 0, "timestamp": 1000}, {"key": "loss", "value": 0.25, "step": 1, "timestamp": 2000}],
+            "name": "r1",
+            "start_time": "2026-01-02T03:04:05+00:00",
+            "source": {"git_commit": "abc123", "entry_point": "train.py"},
+            "params": {"lr": 0.01, "layers": 3, "opt": "adam"},
+            "tags": {"team": "ml"},
+            "metrics": [
+                {"key": "loss", "value": 0.5, "step": 0, "timestamp": 1000},
+                {"key": "loss", "value": 0.25, "step": 1, "timestamp": 2000},
+            ],
         },
     )
     assert created.status_code == 201, created.json
     body = created.json
     assert len(body["id"]) == 32 and int(body["id"], 16) >= 0
-    assert body["user"] == "dev" and body["status"] == "running" and body["start_time"].startswith("2026-01-02T03:04:05")
+    assert (
+        body["user"] == "dev" and body["status"] == "running" and body["start_time"].startswith("2026-01-02T03:04:05")
+    )
     assert body["source"] == {"git_commit": "abc123", "entry_point": "train.py"}
     assert body["params"] == {"lr": "0.01", "layers": "3", "opt": "adam"}
     assert body["metrics"] == {"loss": {"value": 0.25, "step": 1, "timestamp": 2000}}
@@ -45,7 +54,9 @@ def test_create_with_first_batch_and_get(tracked: Api) -> None:
 def test_a_bad_first_batch_creates_no_run(tracked: Api) -> None:
     api = tracked
     eid = experiment(api)
-    bad = api.post(f"{P}/experiments/{eid}/runs", json={"metrics": [{"key": "m", "value": 1}, {"key": "m", "value": "oops"}]})
+    bad = api.post(
+        f"{P}/experiments/{eid}/runs", json={"metrics": [{"key": "m", "value": 1}, {"key": "m", "value": "oops"}]}
+    )
     assert bad.status_code == 400 and "metrics[1]" in bad.json["message"]
     assert api.post(f"{P}/runs/search", json={}).json["items"] == []
 
@@ -78,7 +89,9 @@ def test_delete_and_restore_run(tracked: Api) -> None:
     restored = api.post(f"{P}/runs/{r}/restore", token="dev").json
     assert restored["lifecycle_stage"] == "active" and restored["deleted_at"] is None
     with api.platform.db.read() as session:
-        actions = list(session.scalars(select(AuditEvent.action).where(AuditEvent.resource_id == r).order_by(AuditEvent.id)))
+        actions = list(
+            session.scalars(select(AuditEvent.action).where(AuditEvent.resource_id == r).order_by(AuditEvent.id))
+        )
     assert actions == ["run.create", "run.delete", "run.restore"]
 
 
@@ -88,7 +101,9 @@ def test_logging_is_not_audited_but_run_changes_are(tracked: Api) -> None:
     log(api, r, params={"a": "1"}, tags={"t": "v"}, metrics=[{"key": "m", "value": 1}])
     api.patch(f"{P}/runs/{r}", json={"status": "killed"})
     with api.platform.db.read() as session:
-        actions = list(session.scalars(select(AuditEvent.action).where(AuditEvent.resource_id == r).order_by(AuditEvent.id)))
+        actions = list(
+            session.scalars(select(AuditEvent.action).where(AuditEvent.resource_id == r).order_by(AuditEvent.id))
+        )
     assert actions == ["run.create", "run.update"]
 
 
@@ -99,7 +114,9 @@ def test_params_are_write_once(tracked: Api) -> None:
     assert log(api, r, params={"lr": "0.01"}).status_code == 200  # same value again is fine
     conflict = log(api, r, params={"bs": "32", "lr": "0.1", "new": "x"}, metrics=[{"key": "m", "value": 1}])
     assert conflict.status_code == 409
-    assert "'lr'" in conflict.json["message"] and conflict.json["errors"] == {"params": {"lr": ["already logged with a different value"]}}
+    assert "'lr'" in conflict.json["message"] and conflict.json["errors"] == {
+        "params": {"lr": ["already logged with a different value"]}
+    }
     assert count(api, Param, r) == 2 and count(api, Metric, r) == 0  # the whole batch was refused
 
 
@@ -129,7 +146,12 @@ def test_a_bad_metric_writes_nothing(tracked: Api) -> None:
         assert response.status_code == 400, (bad, response.json)
         assert "metrics[10]" in response.json["message"], response.json
         assert field in str(response.json["errors"]) or field in response.json["message"]
-    assert (count(api, Metric, r), count(api, LatestMetric, r), count(api, Param, r), count(api, RunTag, r)) == (0, 0, 0, 0)
+    assert (count(api, Metric, r), count(api, LatestMetric, r), count(api, Param, r), count(api, RunTag, r)) == (
+        0,
+        0,
+        0,
+        0,
+    )
     assert log(api, r, metrics=good).status_code == 200
     assert count(api, Metric, r) == 10
 
@@ -180,7 +202,14 @@ def test_nan_and_infinity_round_trip(tracked: Api) -> None:
 def test_latest_metric_is_max_step_then_latest_timestamp(tracked: Api) -> None:
     api = tracked
     r = run(api, experiment(api))["id"]
-    log(api, r, metrics=[{"key": "m", "value": 5, "step": 5, "timestamp": 100}, {"key": "m", "value": 3, "step": 3, "timestamp": 900}])
+    log(
+        api,
+        r,
+        metrics=[
+            {"key": "m", "value": 5, "step": 5, "timestamp": 100},
+            {"key": "m", "value": 3, "step": 3, "timestamp": 900},
+        ],
+    )
     log(api, r, metrics=[{"key": "m", "value": 4, "step": 4, "timestamp": 1000}])  # older step: ignored
     assert api.get(f"{P}/runs/{r}").json["metrics"]["m"] == {"value": 5.0, "step": 5, "timestamp": 100}
     log(api, r, metrics=[{"key": "m", "value": 6, "step": 5, "timestamp": 200}])  # same step, later

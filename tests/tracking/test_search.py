@@ -32,7 +32,11 @@ def test_parse_filter() -> None:
     assert parse_filter("") == [] and parse_filter("   ") == []
     assert parse_filter("metrics.m<1")[0] == Clause("metrics", "m", "<", 1, 0)
     order = parse_order_by(["metrics.m0 DESC", "params.`a b`", "attributes.start_time asc"])
-    assert [(o.entity, o.key, o.descending) for o in order] == [("metrics", "m0", True), ("params", "a b", False), ("attributes", "start_time", False)]
+    assert [(o.entity, o.key, o.descending) for o in order] == [
+        ("metrics", "m0", True),
+        ("params", "a b", False),
+        ("attributes", "start_time", False),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -68,7 +72,13 @@ def runs(tracked: Api) -> dict[str, Any]:
     api = tracked
     e1, e2 = experiment(api, "e1"), experiment(api, "e2")
     specs = [
-        ("r0", {"acc": 0.95, "m0": 3}, {"lr": "0.01", "opt": "adam"}, {"team": "ml-core", "my tag": "Alpha"}, "finished"),
+        (
+            "r0",
+            {"acc": 0.95, "m0": 3},
+            {"lr": "0.01", "opt": "adam"},
+            {"team": "ml-core", "my tag": "Alpha"},
+            "finished",
+        ),
         ("r1", {"acc": 0.85, "m0": 1}, {"lr": "0.1", "opt": "sgd"}, {"team": "ML-ops"}, "running"),
         ("r2", {"acc": 0.91}, {"lr": "0.01", "opt": "sgd"}, {"team": "data"}, "finished"),
         ("r3", {"m0": 2}, {"lr": "0.001"}, {}, "failed"),
@@ -77,8 +87,15 @@ def runs(tracked: Api) -> dict[str, Any]:
     ]
     ids: dict[str, str] = {}
     for i, (name, metrics, params, tags, status) in enumerate(specs):
-        body = run(api, e1, name=name, start_time=f"2026-01-01T00:00:{i:02d}+00:00", params=params, tags=tags,
-                   metrics=[{"key": k, "value": v, "step": 0} for k, v in metrics.items()])
+        body = run(
+            api,
+            e1,
+            name=name,
+            start_time=f"2026-01-01T00:00:{i:02d}+00:00",
+            params=params,
+            tags=tags,
+            metrics=[{"key": k, "value": v, "step": 0} for k, v in metrics.items()],
+        )
         ids[name] = body["id"]
         if status != "running":
             api.patch(f"{P}/runs/{body['id']}", json={"status": status})
@@ -115,7 +132,9 @@ def test_each_operator(runs: dict[str, Any]) -> None:
     assert names(d, "attributes.status = 'finished'") == ["r2", "r0"]
     assert names(d, "attributes.status IN ('failed', 'killed')") == ["r5", "r3"]
     assert names(d, "attributes.name LIKE 'r%' AND attributes.status != 'running'") == ["r5", "r3", "r2", "r0"]
-    assert names(d, "metrics.acc > 0.8 AND params.lr = '0.01' AND tags.team LIKE 'ml%' AND attributes.status = 'finished'") == ["r0"]
+    assert names(
+        d, "metrics.acc > 0.8 AND params.lr = '0.01' AND tags.team LIKE 'ml%' AND attributes.status = 'finished'"
+    ) == ["r0"]
     assert names(d, "metrics.acc > 0.9 AND metrics.acc < 0.93") == ["r2"]  # one join for both clauses
     start = "2026-01-01T00:00:03+00:00"
     assert names(d, f"attributes.start_time >= '{start}'") == ["r5", "r4", "r3"]
@@ -146,7 +165,9 @@ def test_pages_scope_and_views(runs: dict[str, Any]) -> None:
             break
     assert seen == ["r4", "r0", "r3", "r1", "r5", "r2"]
     first = api.post(f"{P}/runs/search", json={"page_size": 2}).json
-    wrong = api.post(f"{P}/runs/search", json={"page_size": 2, "filter": "metrics.acc > 0", "page_token": first["next_page_token"]})
+    wrong = api.post(
+        f"{P}/runs/search", json={"page_size": 2, "filter": "metrics.acc > 0", "page_token": first["next_page_token"]}
+    )
     assert wrong.status_code == 400 and "page_token" in wrong.json["errors"]
     everything = api.post(f"{P}/runs/search", json={"filter": "params.lr = '0.01'"}).json["items"]
     assert sorted(r["name"] for r in everything) == ["other", "r0", "r2", "r4"]  # every live experiment

@@ -76,12 +76,16 @@ def _drop_after_commit(session: Session) -> None:
 
 
 class Database:
-    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, pool_size: int = 10, publish: Callable[[Any], None] | None = None
+    ) -> None:
+        """``publish`` receives each audited change after commit (see ``services.audit``)."""
         self.url = url
         self.engine = build_engine(url, echo=echo, pool_size=pool_size)
         self.dialect = self.engine.dialect.name
+        info = {"publish": publish} if publish else {}
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
-        self._writer = sessionmaker(self.engine.execution_options(mlp_write=True), expire_on_commit=False)
+        self._writer = sessionmaker(self.engine.execution_options(mlp_write=True), expire_on_commit=False, info=info)
 
     @contextmanager
     def write(self) -> Iterator[Session]:

@@ -78,7 +78,8 @@ def record(
     event = AuditEvent(**fields, row_hash=row_hash(fields))
     session.add(event)
     session.flush()
-    if platform is not None:
+    publish = platform.publish if platform is not None else session.info.get("publish")
+    if publish is not None:
         published = PlatformEvent(
             id=event.id,
             occurred_at=event.occurred_at,
@@ -89,7 +90,7 @@ def record(
             resource_id=str(resource_id),
             summary=fields["summary"],
         )
-        after_commit(session, lambda: platform.publish(published))
+        after_commit(session, lambda: publish(published))
     return event
 
 

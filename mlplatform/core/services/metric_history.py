@@ -31,7 +31,9 @@ MAX_SERIES = 1000
 def downsample(points: Sequence[Point], max_points: int) -> list[Point]:
     """Bucketed min/max of ``points`` (in step order) down to at most ``max_points``."""
     if max_points < MIN_MAX_POINTS:
-        raise InvalidInput(f"max_points must be at least {MIN_MAX_POINTS}", errors={"max_points": [f"at least {MIN_MAX_POINTS}"]})
+        raise InvalidInput(
+            f"max_points must be at least {MIN_MAX_POINTS}", errors={"max_points": [f"at least {MIN_MAX_POINTS}"]}
+        )
     count = len(points)
     if count <= max_points:
         return list(points)
@@ -61,8 +63,14 @@ def downsample(points: Sequence[Point], max_points: int) -> list[Point]:
 
 
 def history(
-    session: Session, project_name: str, run_id: str, key: str, *, page_size: int = 10000,
-    page_token: str | None = None, max_points: int | None = None,
+    session: Session,
+    project_name: str,
+    run_id: str,
+    key: str,
+    *,
+    page_size: int = 10000,
+    page_token: str | None = None,
+    max_points: int | None = None,
 ) -> Page[Point]:
     """Points of ``key`` ordered by step (then logging order). With ``max_points`` the whole
     series is downsampled into one page; otherwise it is paged with keyset tokens."""
@@ -87,7 +95,9 @@ def compare(
     """Series for every (run, key) pair that has points, each downsampled to ``max_points``
     (None: every point). One query for the runs, one for all the points."""
     if len(run_ids) * len(keys) > MAX_SERIES:
-        raise InvalidInput(f"at most {MAX_SERIES} run x key series in one call", errors={"runs": [f"runs x keys <= {MAX_SERIES}"]})
+        raise InvalidInput(
+            f"at most {MAX_SERIES} run x key series in one call", errors={"runs": [f"runs x keys <= {MAX_SERIES}"]}
+        )
     project = access.get_project(session, project_name)
     found = set(session.scalars(select(Run.id).where(Run.id.in_(run_ids), Run.project_id == project.id)))
     missing = [r for r in run_ids if r not in found]
@@ -106,5 +116,7 @@ def compare(
         for key in keys:
             points = series.get((run_id, key))
             if points is not None:
-                result.append({"run_id": run_id, "key": key, "points": downsample(points, max_points) if max_points else points})
+                result.append(
+                    {"run_id": run_id, "key": key, "points": downsample(points, max_points) if max_points else points}
+                )
     return result

@@ -44,15 +44,30 @@ from mlplatform.core.services.pagination import MAX_PAGE_SIZE, Page, decode_toke
 from mlplatform.core.services.tracking import RunView, run_views
 
 ENTITIES = {
-    "metrics": "metrics", "metric": "metrics",
-    "params": "params", "param": "params", "parameters": "params", "parameter": "params",
-    "tags": "tags", "tag": "tags",
-    "attributes": "attributes", "attribute": "attributes", "attr": "attributes", "run": "attributes",
+    "metrics": "metrics",
+    "metric": "metrics",
+    "params": "params",
+    "param": "params",
+    "parameters": "params",
+    "parameter": "params",
+    "tags": "tags",
+    "tag": "tags",
+    "attributes": "attributes",
+    "attribute": "attributes",
+    "attr": "attributes",
+    "run": "attributes",
 }
 TEXT_ATTRIBUTES = {
-    "status": Run.status, "name": Run.name, "run_name": Run.name, "run_id": Run.id, "id": Run.id, "user": Run.user,
-    "parent_run_id": Run.parent_run_id, "source_git_commit": Run.source_git_commit,
-    "source_entry_point": Run.source_entry_point, "entry_point": Run.source_entry_point,
+    "status": Run.status,
+    "name": Run.name,
+    "run_name": Run.name,
+    "run_id": Run.id,
+    "id": Run.id,
+    "user": Run.user,
+    "parent_run_id": Run.parent_run_id,
+    "source_git_commit": Run.source_git_commit,
+    "source_entry_point": Run.source_entry_point,
+    "entry_point": Run.source_entry_point,
     "lifecycle_stage": Run.lifecycle_stage,
 }
 TIME_ATTRIBUTES = {"start_time": Run.start_time, "end_time": Run.end_time}
@@ -80,7 +95,7 @@ class FilterSyntaxError(InvalidInput):
     """A filter or order_by that does not parse; ``position`` is the character offset."""
 
     def __init__(self, field: str, text: str, position: int, detail: str) -> None:
-        found = repr(text[position:position + 20]) if position < len(text) else "the end"
+        found = repr(text[position : position + 20]) if position < len(text) else "the end"
         message = f"invalid {field} at position {position}: {detail}, found {found}"
         super().__init__(message, errors={field: {"position": position, "message": message}})
         self.position = position
@@ -112,8 +127,10 @@ class OrderKey:
 
 
 def _unquote(text: str) -> str:
+    """Strip the quotes; a doubled or backslashed quote is a quote. Other backslashes stay,
+    so LIKE patterns keep their escapes (``'ml\\_%'``)."""
     quote, body = text[0], text[1:-1]
-    return re.sub(r"\\(.)", r"\1", body.replace(quote * 2, quote))
+    return body.replace(quote * 2, quote).replace("\\" + quote, quote)
 
 
 def tokenize(text: str, field: str = "filter") -> list[Token]:
@@ -176,11 +193,15 @@ class _Parser:
         elif token.kind in ("word", "number"):
             key = token.text
             # A bare key may contain dots: metrics.val.loss
-            while self.peek.kind == "punct" and self.peek.text == "." and self.tokens[self.i + 1].kind in ("word", "number"):
+            while (
+                self.peek.kind == "punct"
+                and self.peek.text == "."
+                and self.tokens[self.i + 1].kind in ("word", "number")
+            ):
                 self.take()
                 key += "." + self.take().text
         else:
-            raise self.fail("expected a key (a word, `backticked` or \"quoted\")", token)
+            raise self.fail('expected a key (a word, `backticked` or "quoted")', token)
         if not key:
             raise self.fail("the key is empty", token)
         return ENTITIES[start.text.lower()], key, start.pos
@@ -283,24 +304,33 @@ def _check_clause(text: str, clause: Clause) -> None:
         raise FilterSyntaxError("filter", text, clause.pos, f"unknown attribute {clause.key!r} (known: {known})")
     allowed = TEXT_OPERATORS if kind == "text" else NUMBER_OPERATORS
     if clause.op not in allowed:
-        raise FilterSyntaxError("filter", text, clause.pos, f"{clause.op} does not apply to {clause.entity}.{clause.key}; use {' '.join(allowed)}")
+        raise FilterSyntaxError(
+            "filter",
+            text,
+            clause.pos,
+            f"{clause.op} does not apply to {clause.entity}.{clause.key}; use {' '.join(allowed)}",
+        )
     if kind == "number" and not numbers:
         raise FilterSyntaxError("filter", text, clause.pos, f"{clause.entity}.{clause.key} compares with numbers")
     if kind == "text" and not strings:
-        raise FilterSyntaxError("filter", text, clause.pos, f"{clause.entity}.{clause.key} compares with 'quoted strings'")
+        raise FilterSyntaxError(
+            "filter", text, clause.pos, f"{clause.entity}.{clause.key} compares with 'quoted strings'"
+        )
     if kind == "time":
         for value in values:
             try:
                 _as_time(value)
             except ValueError:
-                raise FilterSyntaxError("filter", text, clause.pos, f"{clause.key} takes milliseconds since the epoch or an ISO 8601 time") from None
+                raise FilterSyntaxError(
+                    "filter", text, clause.pos, f"{clause.key} takes milliseconds since the epoch or an ISO 8601 time"
+                ) from None
 
 
 def _as_time(value: Any) -> dt.datetime:
     if isinstance(value, (int, float)):
-        return dt.datetime.fromtimestamp(value / 1000, dt.timezone.utc)
+        return dt.datetime.fromtimestamp(value / 1000, dt.UTC)
     parsed = dt.datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _like_to_glob(pattern: str) -> str:
@@ -332,7 +362,12 @@ def _condition(column: Any, op: str, value: Any, dialect: str) -> ColumnElement[
     if op == "ILIKE":
         return column.ilike(value, escape="\\")
     return {
-        "=": column.__eq__, "!=": column.__ne__, "<": column.__lt__, "<=": column.__le__, ">": column.__gt__, ">=": column.__ge__,
+        "=": column.__eq__,
+        "!=": column.__ne__,
+        "<": column.__lt__,
+        "<=": column.__le__,
+        ">": column.__gt__,
+        ">=": column.__ge__,
     }[op](value)
 
 
@@ -364,8 +399,12 @@ def _attribute(key: str) -> Any:
 
 
 def build_query(
-    project_id: int, experiment_ids: Sequence[int] | None, clauses: Sequence[Clause], order: Sequence[OrderKey],
-    run_view: str, dialect: str,
+    project_id: int,
+    experiment_ids: Sequence[int] | None,
+    clauses: Sequence[Clause],
+    order: Sequence[OrderKey],
+    run_view: str,
+    dialect: str,
 ) -> Select[Any]:
     """The SELECT of matching runs, ordered, without paging."""
     query = select(Run).where(Run.project_id == project_id)
@@ -399,8 +438,15 @@ def _fingerprint(*parts: Any) -> str:
 
 
 def search_runs(
-    session: Session, project_name: str, *, experiment_ids: Sequence[int] | None = None, filter: str | None = None,
-    order_by: Sequence[str] | None = None, run_view: str = "active", page_size: int = 100, page_token: str | None = None,
+    session: Session,
+    project_name: str,
+    *,
+    experiment_ids: Sequence[int] | None = None,
+    filter: str | None = None,
+    order_by: Sequence[str] | None = None,
+    run_view: str = "active",
+    page_size: int = 100,
+    page_token: str | None = None,
 ) -> Page[RunView]:
     """Runs of the project (or of ``experiment_ids``; default: every experiment not deleted)
     matching ``filter``, in ``order_by`` order, with params, tags and latest metrics.
@@ -408,9 +454,13 @@ def search_runs(
     Page tokens carry an offset and a fingerprint of the query: a token is refused (400) if
     the filter, order or experiments changed between pages."""
     if run_view not in RUN_VIEWS:
-        raise InvalidInput(f"unknown run_view {run_view!r}", errors={"run_view": [f"must be one of {', '.join(RUN_VIEWS)}"]})
+        raise InvalidInput(
+            f"unknown run_view {run_view!r}", errors={"run_view": [f"must be one of {', '.join(RUN_VIEWS)}"]}
+        )
     if not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise InvalidInput(f"page_size must be between 1 and {MAX_PAGE_SIZE}", errors={"page_size": [f"1..{MAX_PAGE_SIZE}"]})
+        raise InvalidInput(
+            f"page_size must be between 1 and {MAX_PAGE_SIZE}", errors={"page_size": [f"1..{MAX_PAGE_SIZE}"]}
+        )
     project = access.get_project(session, project_name)
     clauses = parse_filter(filter)
     order = parse_order_by(order_by)
@@ -419,7 +469,10 @@ def search_runs(
     if page_token:
         token = decode_token(page_token)
         if not isinstance(token, dict) or token.get("q") != fingerprint or not isinstance(token.get("o"), int):
-            raise InvalidInput("page_token belongs to another search (filter, order or experiments changed)", errors={"page_token": ["invalid"]})
+            raise InvalidInput(
+                "page_token belongs to another search (filter, order or experiments changed)",
+                errors={"page_token": ["invalid"]},
+            )
         offset = token["o"]
     query = build_query(project.id, experiment_ids, clauses, order, run_view, session.get_bind().dialect.name)
     runs = list(session.scalars(query.offset(offset).limit(page_size + 1)))

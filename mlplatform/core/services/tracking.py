@@ -54,7 +54,9 @@ def _experiment_tags(session: Session, ids: list[int]) -> dict[int, dict[str, st
     tags: dict[int, dict[str, str]] = {i: {} for i in ids}
     if ids:
         for experiment_id, key, value in session.execute(
-            select(ExperimentTag.experiment_id, ExperimentTag.key, ExperimentTag.value).where(ExperimentTag.experiment_id.in_(ids))
+            select(ExperimentTag.experiment_id, ExperimentTag.key, ExperimentTag.value).where(
+                ExperimentTag.experiment_id.in_(ids)
+            )
         ):
             tags[experiment_id][key] = value
     return tags
@@ -68,9 +70,13 @@ def _load_experiment(session: Session, project: Project, experiment_id: int) -> 
 
 
 def _check_name_free(session: Session, project: Project, name: str) -> None:
-    taken = session.scalar(select(Experiment.lifecycle_stage).where(Experiment.project_id == project.id, Experiment.name == name))
+    taken = session.scalar(
+        select(Experiment.lifecycle_stage).where(Experiment.project_id == project.id, Experiment.name == name)
+    )
     if taken == "deleted":
-        raise Conflict(f"experiment {name!r} exists in project {project.name!r} but is deleted: restore it, or purge it first")
+        raise Conflict(
+            f"experiment {name!r} exists in project {project.name!r} but is deleted: restore it, or purge it first"
+        )
     if taken is not None:
         raise Conflict(f"experiment {name!r} already exists in project {project.name!r}")
 
@@ -88,24 +94,60 @@ def _set_experiment_tags(session: Session, experiment_id: int, tags: Mapping[str
             existing.value = value
 
 
-def _audit(session: Session, identity: Identity, project: Project, action: str, kind: str, resource_id: Any, summary: dict[str, Any], platform: Platform | None) -> None:
+def _audit(
+    session: Session,
+    identity: Identity,
+    project: Project,
+    action: str,
+    kind: str,
+    resource_id: Any,
+    summary: dict[str, Any],
+    platform: Platform | None,
+) -> None:
     audit.record(
-        session, actor=identity.username, action=action, resource_type=kind, resource_id=resource_id,
-        project=project.name, summary=summary, platform=platform,
+        session,
+        actor=identity.username,
+        action=action,
+        resource_type=kind,
+        resource_id=resource_id,
+        project=project.name,
+        summary=summary,
+        platform=platform,
     )
 
 
 def create_experiment(
-    session: Session, identity: Identity, project_name: str, name: str, description: str = "",
-    tags: Mapping[str, str] | None = None, *, platform: Platform | None = None,
+    session: Session,
+    identity: Identity,
+    project_name: str,
+    name: str,
+    description: str = "",
+    tags: Mapping[str, str] | None = None,
+    *,
+    platform: Platform | None = None,
 ) -> ExperimentView:
     project = access.get_project(session, project_name)
     _check_name_free(session, project, name)
-    experiment = Experiment(project_id=project.id, name=name, description=description, created_by=identity.username, lifecycle_stage="active")
+    experiment = Experiment(
+        project_id=project.id,
+        name=name,
+        description=description,
+        created_by=identity.username,
+        lifecycle_stage="active",
+    )
     session.add(experiment)
     session.flush()
     _set_experiment_tags(session, experiment.id, tags or {})
-    _audit(session, identity, project, "experiment.create", "experiment", experiment.id, {"name": name, "tags": dict(tags or {})}, platform)
+    _audit(
+        session,
+        identity,
+        project,
+        "experiment.create",
+        "experiment",
+        experiment.id,
+        {"name": name, "tags": dict(tags or {})},
+        platform,
+    )
     return ExperimentView(experiment, dict(tags or {}))
 
 
@@ -115,8 +157,14 @@ def get_experiment(session: Session, project_name: str, experiment_id: int) -> E
 
 
 def list_experiments(
-    session: Session, project_name: str, *, name: str | None = None, tags: list[str] | None = None,
-    view: str = "active", page_size: int = 100, page_token: str | None = None,
+    session: Session,
+    project_name: str,
+    *,
+    name: str | None = None,
+    tags: list[str] | None = None,
+    view: str = "active",
+    page_size: int = 100,
+    page_token: str | None = None,
 ) -> Page[ExperimentView]:
     """Experiments of a project in id order. ``name`` is a case-insensitive substring; each
     ``tags`` item is ``key`` (has the tag) or ``key=value``; ``view`` is active (default),
@@ -142,8 +190,13 @@ def list_experiments(
 
 
 def update_experiment(
-    session: Session, identity: Identity, project_name: str, experiment_id: int, changes: Mapping[str, Any],
-    *, platform: Platform | None = None,
+    session: Session,
+    identity: Identity,
+    project_name: str,
+    experiment_id: int,
+    changes: Mapping[str, Any],
+    *,
+    platform: Platform | None = None,
 ) -> ExperimentView:
     """Apply ``name``, ``description``, ``tags`` (merged; ``None`` removes a tag) and
     ``archived`` (true archives, false restores an archived experiment)."""
@@ -178,7 +231,12 @@ def update_experiment(
 
 
 def delete_experiment(
-    session: Session, identity: Identity, project_name: str, experiment_id: int, *, purge: bool = False,
+    session: Session,
+    identity: Identity,
+    project_name: str,
+    experiment_id: int,
+    *,
+    purge: bool = False,
     platform: Platform | None = None,
 ) -> None:
     """Soft-delete (idempotent), or with ``purge`` remove the experiment, its runs and their
@@ -198,7 +256,16 @@ def delete_experiment(
         # Nested runs in other experiments keep their rows; their parent link goes (SET NULL).
         session.execute(delete(Run).where(Run.experiment_id == experiment.id))
         session.execute(delete(Experiment).where(Experiment.id == experiment.id))
-        _audit(session, identity, project, "experiment.purge", "experiment", experiment_id, {"name": experiment.name, "runs": len(prefixes)}, platform)
+        _audit(
+            session,
+            identity,
+            project,
+            "experiment.purge",
+            "experiment",
+            experiment_id,
+            {"name": experiment.name, "runs": len(prefixes)},
+            platform,
+        )
         return
     experiment = _load_experiment(session, project, experiment_id)
     if experiment.lifecycle_stage == "deleted":
@@ -206,7 +273,16 @@ def delete_experiment(
     experiment.stage_before_delete = experiment.lifecycle_stage
     experiment.lifecycle_stage = "deleted"
     experiment.deleted_at = experiment.updated_at = utcnow()
-    _audit(session, identity, project, "experiment.delete", "experiment", experiment.id, {"name": experiment.name}, platform)
+    _audit(
+        session,
+        identity,
+        project,
+        "experiment.delete",
+        "experiment",
+        experiment.id,
+        {"name": experiment.name},
+        platform,
+    )
 
 
 def restore_experiment(
@@ -220,7 +296,16 @@ def restore_experiment(
         experiment.stage_before_delete = None
         experiment.deleted_at = None
         experiment.updated_at = utcnow()
-        _audit(session, identity, project, "experiment.restore", "experiment", experiment.id, {"name": experiment.name}, platform)
+        _audit(
+            session,
+            identity,
+            project,
+            "experiment.restore",
+            "experiment",
+            experiment.id,
+            {"name": experiment.name},
+            platform,
+        )
     session.flush()
     return ExperimentView(experiment, _experiment_tags(session, [experiment.id])[experiment.id])
 
@@ -244,13 +329,19 @@ def run_views(session: Session, runs: list[Run]) -> list[RunView]:
     if not views:
         return []
     ids = list(views)
-    for run_id, key, value in session.execute(select(Param.run_id, Param.key, Param.value).where(Param.run_id.in_(ids))):
+    for run_id, key, value in session.execute(
+        select(Param.run_id, Param.key, Param.value).where(Param.run_id.in_(ids))
+    ):
         views[run_id].params[key] = value
-    for run_id, key, value in session.execute(select(RunTag.run_id, RunTag.key, RunTag.value).where(RunTag.run_id.in_(ids))):
+    for run_id, key, value in session.execute(
+        select(RunTag.run_id, RunTag.key, RunTag.value).where(RunTag.run_id.in_(ids))
+    ):
         views[run_id].tags[key] = value
-    latest = select(LatestMetric.run_id, LatestMetric.key, LatestMetric.value, LatestMetric.step, LatestMetric.timestamp)
-    for run_id, key, value, step, timestamp in session.execute(latest.where(LatestMetric.run_id.in_(ids))):
-        views[run_id].metrics[key] = {"value": value, "step": step, "timestamp": timestamp}
+    latest = select(
+        LatestMetric.run_id, LatestMetric.key, LatestMetric.value, LatestMetric.step, LatestMetric.timestamp
+    )
+    for run_id, key, number, step, timestamp in session.execute(latest.where(LatestMetric.run_id.in_(ids))):
+        views[run_id].metrics[key] = {"value": number, "step": step, "timestamp": timestamp}
     return [views[run.id] for run in runs]
 
 
@@ -266,8 +357,15 @@ def get_run(session: Session, project_name: str, run_id: str) -> RunView:
 
 
 def create_run(
-    session: Session, identity: Identity, project_name: str, experiment_id: int, spec: Mapping[str, Any],
-    batch: Batch | None = None, *, platform: Platform | None = None, limits: Mapping[str, int] | None = None,
+    session: Session,
+    identity: Identity,
+    project_name: str,
+    experiment_id: int,
+    spec: Mapping[str, Any],
+    batch: Batch | None = None,
+    *,
+    platform: Platform | None = None,
+    limits: Mapping[str, int] | None = None,
 ) -> RunView:
     """Start a run in an active experiment. ``spec`` may carry name, start_time, user,
     source_git_commit, source_entry_point and parent_run_id; ``batch`` is logged with it in
@@ -275,29 +373,52 @@ def create_run(
     project = access.get_project(session, project_name)
     experiment = _load_experiment(session, project, experiment_id)
     if experiment.lifecycle_stage != "active":
-        raise Conflict(f"experiment {experiment_id} is {experiment.lifecycle_stage}: runs can only be created in an active experiment")
+        raise Conflict(
+            f"experiment {experiment_id} is {experiment.lifecycle_stage}: runs can only be created in an active experiment"
+        )
     parent = spec.get("parent_run_id")
     if parent is not None:
         load_run(session, project, parent)  # the parent must exist in this project
     run_id = uuid.uuid4().hex
     run = Run(
-        id=run_id, project_id=project.id, experiment_id=experiment.id, name=spec.get("name") or f"run-{run_id[:8]}",
-        status="running", lifecycle_stage="active", start_time=spec.get("start_time") or utcnow(),
-        user=spec.get("user") or identity.username, source_git_commit=spec.get("source_git_commit"),
-        source_entry_point=spec.get("source_entry_point"), parent_run_id=parent,
+        id=run_id,
+        project_id=project.id,
+        experiment_id=experiment.id,
+        name=spec.get("name") or f"run-{run_id[:8]}",
+        status="running",
+        lifecycle_stage="active",
+        start_time=spec.get("start_time") or utcnow(),
+        user=spec.get("user") or identity.username,
+        source_git_commit=spec.get("source_git_commit"),
+        source_entry_point=spec.get("source_entry_point"),
+        parent_run_id=parent,
         artifact_prefix=f"projects/{project.id}/runs/{run_id}",
     )
     session.add(run)
     session.flush()
-    _audit(session, identity, project, "run.create", "run", run_id, {"experiment_id": experiment.id, "name": run.name, "parent_run_id": parent}, platform)
+    _audit(
+        session,
+        identity,
+        project,
+        "run.create",
+        "run",
+        run_id,
+        {"experiment_id": experiment.id, "name": run.name, "parent_run_id": parent},
+        platform,
+    )
     if batch is not None and not batch.empty:
         log_batch(session, run, batch)
     return run_views(session, [run])[0]
 
 
 def update_run(
-    session: Session, identity: Identity, project_name: str, run_id: str, changes: Mapping[str, Any],
-    *, platform: Platform | None = None,
+    session: Session,
+    identity: Identity,
+    project_name: str,
+    run_id: str,
+    changes: Mapping[str, Any],
+    *,
+    platform: Platform | None = None,
 ) -> RunView:
     """Change ``name``, ``status`` and ``end_time``. A terminal status without an end time
     ends the run now; setting ``running`` again reopens it (end time cleared)."""
@@ -308,7 +429,9 @@ def update_run(
     summary: dict[str, Any] = {}
     status = changes.get("status")
     if status is not None and status not in RUN_STATUSES:
-        raise InvalidInput(f"unknown status {status!r}", errors={"status": [f"must be one of {', '.join(RUN_STATUSES)}"]})
+        raise InvalidInput(
+            f"unknown status {status!r}", errors={"status": [f"must be one of {', '.join(RUN_STATUSES)}"]}
+        )
     if status is not None and status != run.status:
         summary["status"] = {"from": run.status, "to": status}
         run.status = status
@@ -332,7 +455,13 @@ def update_run(
 
 
 def set_run_deleted(
-    session: Session, identity: Identity, project_name: str, run_id: str, deleted: bool, *, platform: Platform | None = None
+    session: Session,
+    identity: Identity,
+    project_name: str,
+    run_id: str,
+    deleted: bool,
+    *,
+    platform: Platform | None = None,
 ) -> RunView:
     """Soft-delete (``deleted``) or restore a run; both idempotent."""
     project = access.get_project(session, project_name)
@@ -341,13 +470,27 @@ def set_run_deleted(
     if run.lifecycle_stage != stage:
         run.lifecycle_stage = stage
         run.deleted_at = utcnow() if deleted else None
-        _audit(session, identity, project, "run.delete" if deleted else "run.restore", "run", run.id, {"experiment_id": run.experiment_id}, platform)
+        _audit(
+            session,
+            identity,
+            project,
+            "run.delete" if deleted else "run.restore",
+            "run",
+            run.id,
+            {"experiment_id": run.experiment_id},
+            platform,
+        )
     session.flush()
     return run_views(session, [run])[0]
 
 
 def log(
-    session: Session, project_name: str, run_id: str, batch: Batch, *, idempotency_key: str | None = None,
+    session: Session,
+    project_name: str,
+    run_id: str,
+    batch: Batch,
+    *,
+    idempotency_key: str | None = None,
     request_hash: str = "",
 ) -> tuple[LogResult, bool]:
     """Log one batch to a run (not audited: it is data, not a change of state). Returns the

@@ -95,13 +95,18 @@ def _limit_error(what: str, count: int, limit_name: str, limit: int) -> InvalidI
 def _check_key(section: str, where: str, key: Any, max_key: int) -> str:
     """``where`` locates the item: ``[3]`` for a list index, ``'lr'`` for a mapping key."""
     if type(key) is not str or not key:
-        raise InvalidInput(f"{section}{where}: key must be a non-empty string", errors={section: {where.strip("[]"): {"key": ["non-empty string"]}}})
+        raise InvalidInput(
+            f"{section}{where}: key must be a non-empty string",
+            errors={section: {where.strip("[]"): {"key": ["non-empty string"]}}},
+        )
     if len(key) > max_key:
         raise _limit_error(f"{section}{where}: key length", len(key), "max_key_length", max_key)
     return key
 
 
-def _text_values(section: str, raw: Any, max_count: int, count_limit: str, max_value: int, value_limit: str, max_key: int) -> dict[str, str]:
+def _text_values(
+    section: str, raw: Any, max_count: int, count_limit: str, max_value: int, value_limit: str, max_key: int
+) -> dict[str, str]:
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
@@ -116,7 +121,9 @@ def _text_values(section: str, raw: Any, max_count: int, count_limit: str, max_v
         elif isinstance(value, (bool, int, float)) and not (isinstance(value, float) and not math.isfinite(value)):
             text = str(value)
         else:
-            raise InvalidInput(f"{section} {key!r}: value must be a string or a number", errors={section: {key: ["string or number"]}})
+            raise InvalidInput(
+                f"{section} {key!r}: value must be a string or a number", errors={section: {key: ["string or number"]}}
+            )
         if len(text) > max_value:
             raise _limit_error(f"{section} {key!r} value length", len(text), value_limit, max_value)
         parsed[key] = text
@@ -132,25 +139,41 @@ def parse_batch(body: Any, limits: Mapping[str, int] | None = None) -> Batch:
     if not isinstance(body, Mapping):
         raise InvalidInput("a batch is an object with params, metrics and tags")
     max_key = lim["max_key_length"]
-    params = _text_values("params", body.get("params"), lim["max_params_per_batch"], "max_params_per_batch",
-                          lim["max_param_value_length"], "max_param_value_length", max_key)
-    tags = _text_values("tags", body.get("tags"), lim["max_tags_per_batch"], "max_tags_per_batch",
-                        lim["max_tag_value_length"], "max_tag_value_length", max_key)
+    params = _text_values(
+        "params",
+        body.get("params"),
+        lim["max_params_per_batch"],
+        "max_params_per_batch",
+        lim["max_param_value_length"],
+        "max_param_value_length",
+        max_key,
+    )
+    tags = _text_values(
+        "tags",
+        body.get("tags"),
+        lim["max_tags_per_batch"],
+        "max_tags_per_batch",
+        lim["max_tag_value_length"],
+        "max_tag_value_length",
+        max_key,
+    )
     raw_metrics = body.get("metrics") or []
     if not isinstance(raw_metrics, list):
         raise InvalidInput("metrics must be a list", errors={"metrics": ["list of {key, value, step, timestamp}"]})
     if len(raw_metrics) > lim["max_metrics_per_batch"]:
-        raise _limit_error("metrics in one batch", len(raw_metrics), "max_metrics_per_batch", lim["max_metrics_per_batch"])
+        raise _limit_error(
+            "metrics in one batch", len(raw_metrics), "max_metrics_per_batch", lim["max_metrics_per_batch"]
+        )
     now = int(time.time() * 1000)
     metrics: list[tuple[str, float | None, int, int]] = []
     append = metrics.append
     for index, item in enumerate(raw_metrics):
         if type(item) is not dict:
             raise InvalidInput(f"metrics[{index}] must be an object", errors={"metrics": {str(index): ["object"]}})
-        key = item.get("key")
+        key: str = item.get("key")  # type: ignore[assignment]  # checked on the next line
         if type(key) is not str or not key or len(key) > max_key:
             _check_key("metrics", f"[{index}]", key, max_key)
-        value = item.get("value")
+        value: Any = item.get("value")
         kind = type(value)
         if kind is float:
             number: float | None = None if value != value else value
@@ -165,7 +188,10 @@ def parse_batch(body: Any, limits: Mapping[str, int] | None = None) -> Batch:
             )
         step = item.get("step", 0)
         if type(step) is not int or not -INT64 <= step < INT64:
-            raise InvalidInput(f"metrics[{index}] ({key}): step must be a 64-bit integer", errors={"metrics": {str(index): {"step": ["integer"]}}})
+            raise InvalidInput(
+                f"metrics[{index}] ({key}): step must be a 64-bit integer",
+                errors={"metrics": {str(index): {"step": ["integer"]}}},
+            )
         stamp = item.get("timestamp")
         if stamp is None:
             stamp = now
@@ -189,10 +215,16 @@ def _claim_idempotency_key(session: Session, run_id: str, key: str, request_hash
     ``ON CONFLICT DO NOTHING`` makes a concurrent duplicate wait for the first transaction and
     then see its row, on PostgreSQL as well as SQLite (whose writers are serialised anyway)."""
     if len(key) > IDEMPOTENCY_KEY_LENGTH:
-        raise InvalidInput(f"Idempotency-Key is longer than {IDEMPOTENCY_KEY_LENGTH} characters", errors={"Idempotency-Key": ["too long"]})
-    claim = _dialect_insert(session, idempotency_table).values(
-        run_id=run_id, key=key, request_hash=request_hash, response=None, created_at=utcnow()
-    ).on_conflict_do_nothing().returning(idempotency_table.c.key)
+        raise InvalidInput(
+            f"Idempotency-Key is longer than {IDEMPOTENCY_KEY_LENGTH} characters",
+            errors={"Idempotency-Key": ["too long"]},
+        )
+    claim = (
+        _dialect_insert(session, idempotency_table)
+        .values(run_id=run_id, key=key, request_hash=request_hash, response=None, created_at=utcnow())
+        .on_conflict_do_nothing()
+        .returning(idempotency_table.c.key)
+    )
     if session.execute(claim).first() is not None:
         return None
     stored_hash, response = session.execute(
@@ -224,7 +256,9 @@ def log_batch(
     run_id = run.id
     new_params = _new_params(session, run_id, batch.params)
     if new_params:
-        session.execute(params_table.insert(), [{"run_id": run_id, "key": k, "value": v} for k, v in new_params.items()])
+        session.execute(
+            params_table.insert(), [{"run_id": run_id, "key": k, "value": v} for k, v in new_params.items()]
+        )
     if batch.metrics:
         session.execute(
             metrics_table.insert(),
@@ -251,7 +285,9 @@ def _new_params(session: Session, run_id: str, params: dict[str, str]) -> dict[s
         return {}
     existing = dict(
         session.execute(
-            select(params_table.c.key, params_table.c.value).where(params_table.c.run_id == run_id, params_table.c.key.in_(list(params)))
+            select(params_table.c.key, params_table.c.value).where(
+                params_table.c.run_id == run_id, params_table.c.key.in_(list(params))
+            )
         ).all()
     )
     for key, value in params.items():
@@ -276,6 +312,9 @@ def _upsert_latest(session: Session, run_id: str, metrics: list[tuple[str, float
     upsert = upsert.on_conflict_do_update(
         index_elements=["run_id", "key"],
         set_={"value": incoming.value, "step": incoming.step, "timestamp": incoming.timestamp},
-        where=(incoming.step > stored.step) | ((incoming.step == stored.step) & (incoming.timestamp >= stored.timestamp)),
+        where=(incoming.step > stored.step)
+        | ((incoming.step == stored.step) & (incoming.timestamp >= stored.timestamp)),
     )
-    session.execute(upsert, [{"run_id": run_id, "key": k, "value": v, "step": s, "timestamp": t} for k, v, s, t in newest.values()])
+    session.execute(
+        upsert, [{"run_id": run_id, "key": k, "value": v, "step": s, "timestamp": t} for k, v, s, t in newest.values()]
+    )
