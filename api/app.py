@@ -57,6 +57,10 @@ def create_app(platform: Platform | None = None, **flask_config: Any) -> Flask:
         api.register_blueprint(module.blp)
     _public_spec(app)
     _root_aliases(app)
+    if platform.config["jobs"]["backend"] == "inline":
+        # Jobs left running or queued by a server process that died run again here;
+        # with the rq backend the workers do this themselves.
+        platform.jobs.recover()
 
     return app
 

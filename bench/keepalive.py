@@ -39,10 +39,26 @@ def wait_ready(port: int, deadline: float) -> None:
     raise SystemExit("server did not become ready")
 
 
+def time_path(port: int, path: str, headers: dict[str, str], requests: int) -> list[float]:
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    timings = []
+    for i in range(requests + 100):
+        start = time.perf_counter()
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        if i >= 100:  # warm-up
+            timings.append((time.perf_counter() - start) * 1000)
+        assert response.status == 200, response.status
+    conn.close()
+    return sorted(timings)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--path", action="append", help="paths to time (default: /api/v1/health and /api/v1/whoami)")
     args = parser.parse_args()
     bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as data:
@@ -56,21 +72,12 @@ def main() -> None:
         try:
             wait_ready(port, time.time() + 60)
             token = (Path(data) / "admin-token").read_text().strip()
-            conn = http.client.HTTPConnection("127.0.0.1", port)
             headers = {"Authorization": f"Bearer {token}"}
-            timings = []
-            for i in range(args.requests + 100):
-                start = time.perf_counter()
-                conn.request("GET", "/api/v1/whoami", headers=headers)
-                response = conn.getresponse()
-                response.read()
-                if i >= 100:  # warm-up
-                    timings.append((time.perf_counter() - start) * 1000)
-                assert response.status == 200, response.status
-            timings.sort()
-            q = statistics.quantiles(timings, n=100)
-            print(f"GET /api/v1/whoami on one keep-alive connection, {args.requests} requests, {args.workers} workers:")
-            print(f"  p50 {q[49]:.3f} ms   p90 {q[89]:.3f} ms   p99 {q[98]:.3f} ms   max {timings[-1]:.3f} ms")
+            print(f"one keep-alive connection, {args.requests} sequential requests, {args.workers} gunicorn workers:")
+            for path in args.path or ["/api/v1/health", "/api/v1/whoami"]:
+                timings = time_path(port, path, headers, args.requests)
+                q = statistics.quantiles(timings, n=100)
+                print(f"  GET {path:<20} p50 {q[49]:.3f} ms   p90 {q[89]:.3f} ms   p99 {q[98]:.3f} ms   max {timings[-1]:.3f} ms")
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)

@@ -8,9 +8,10 @@ schemas below still document every body in the OpenAPI spec.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
@@ -147,12 +148,10 @@ def run_body(view: tracking_service.RunView) -> dict[str, Any]:
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """A JSON response built without a schema pass (the body is already wire-ready)."""
-    response: Response = current_app.json.response(body)  # type: ignore[assignment]
-    response.status_code = status
-    for key, value in (headers or {}).items():
-        response.headers[key] = value
-    return response
+    """A compact JSON response built without a schema pass (the body is already wire-ready:
+    non-finite floats were turned into strings, so ``allow_nan=False`` never fires)."""
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return Response(text, status=status, headers=headers, mimetype="application/json")
 
 
 def limits() -> dict[str, int]:

@@ -131,8 +131,15 @@ class PlatformPluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspecs)
         self.versions: dict[str, str] = {}
         self.backends = BackendRegistry()
+        self._infos: list[PluginInfo] | None = None
 
     def plugin_infos(self) -> list[PluginInfo]:
+        """What is loaded; fixed once the manager is built, so it is computed once."""
+        if self._infos is None:
+            self._infos = self._describe()
+        return self._infos
+
+    def _describe(self) -> list[PluginInfo]:
         infos: dict[str, PluginInfo] = {}
         for name, plugin in self.list_name_plugin():
             if plugin is None:

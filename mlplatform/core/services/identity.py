@@ -7,7 +7,7 @@ import hashlib
 import secrets
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from mlplatform.core.backends import Identity
@@ -99,25 +99,32 @@ def revoke_token(session: Session, identity: Identity, token_id: int, *, platfor
     return token
 
 
-def identity_for_token(session: Session, plaintext: str, backend: str = "token") -> tuple[Identity, bool]:
+_TOKEN_LOOKUP = (
+    select(ApiToken.id, ApiToken.revoked_at, ApiToken.expires_at, ApiToken.last_used_at,
+           User.id, User.username, User.is_admin, User.is_active)
+    .join(User, User.id == ApiToken.user_id)
+    .where(ApiToken.token_hash == bindparam("token_hash"))
+)
+
+
+def identity_for_token(session: Session | Connection, plaintext: str, backend: str = "token") -> tuple[Identity, bool]:
     """Resolve a bearer token to an Identity, and whether its last-used time is stale enough
     to record (see ``touch_token``). Raises AuthenticationError for an unknown, revoked or
-    expired token, or a deactivated user. Reads only."""
-    row = session.execute(
-        select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == hash_token(plaintext))
-    ).first()
+    expired token, or a deactivated user. Reads only; runs on every request, so it is one
+    cached Core statement rather than ORM objects."""
+    row = session.execute(_TOKEN_LOOKUP, {"token_hash": hash_token(plaintext)}).first()
     if row is None:
         raise AuthenticationError("invalid token")
-    token, user = row
+    token_id, revoked_at, expires_at, last_used_at, user_id, username, is_admin, is_active = row
     now = utcnow()
-    if token.revoked_at is not None:
+    if revoked_at is not None:
         raise AuthenticationError("token has been revoked")
-    if token.expires_at is not None and token.expires_at <= now:
+    if expires_at is not None and expires_at <= now:
         raise AuthenticationError("token has expired")
-    if not user.is_active:
+    if not is_active:
         raise AuthenticationError("user is deactivated")
-    stale = token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION
-    return Identity(username=user.username, backend=backend, user_id=user.id, is_admin=user.is_admin, token_id=token.id), stale
+    stale = last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION
+    return Identity(username=username, backend=backend, user_id=user_id, is_admin=is_admin, token_id=token_id), stale
 
 
 def touch_token(session: Session, token_id: int) -> None:

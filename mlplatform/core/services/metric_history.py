@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import Table, select, tuple_
 from sqlalchemy.orm import Session
 
 from mlplatform.core.db.tracking import Metric, Run
@@ -26,6 +26,7 @@ from mlplatform.core.services.tracking import load_run
 Point = tuple[int, int, float | None]  # (step, timestamp, value); value None is NaN
 MIN_MAX_POINTS = 4
 MAX_SERIES = 1000
+METRICS: Table = Metric.__table__  # type: ignore[assignment]
 
 
 def downsample(points: Sequence[Point], max_points: int) -> list[Point]:
@@ -75,16 +76,19 @@ def history(
     """Points of ``key`` ordered by step (then logging order). With ``max_points`` the whole
     series is downsampled into one page; otherwise it is paged with keyset tokens."""
     run = load_run(session, access.get_project(session, project_name), run_id)
-    query = select(Metric.step, Metric.timestamp, Metric.value).where(Metric.run_id == run.id, Metric.key == key)
+    m = METRICS.c
+    query = select(m.step, m.timestamp, m.value).where(m.run_id == run.id, m.key == key)
+    # Core on the session's connection: no ORM row processing for thousands of points.
+    connection = session.connection()
     if max_points is not None:
-        points = [tuple(row) for row in session.execute(query.order_by(Metric.step, Metric.id))]
+        points = [tuple(row) for row in connection.execute(query.order_by(m.step, m.id))]
         return Page(downsample(points, max_points), None)  # type: ignore[arg-type]
     if page_token:
         position = decode_token(page_token)
         if not (isinstance(position, list) and len(position) == 2 and all(isinstance(p, int) for p in position)):
             raise InvalidInput("page_token is not a token this server issued", errors={"page_token": ["invalid"]})
-        query = query.where(tuple_(Metric.step, Metric.id) > tuple_(*position))
-    rows = session.execute(query.add_columns(Metric.id).order_by(Metric.step, Metric.id).limit(page_size + 1)).all()
+        query = query.where(tuple_(m.step, m.id) > tuple_(*position))
+    rows = connection.execute(query.add_columns(m.id).order_by(m.step, m.id).limit(page_size + 1)).all()
     token = encode_token([rows[page_size - 1][0], rows[page_size - 1][3]]) if len(rows) > page_size else None
     return Page([(step, stamp, value) for step, stamp, value, _id in rows[:page_size]], token)
 
@@ -104,10 +108,11 @@ def compare(
     if missing:
         raise NotFound(f"runs do not exist in project {project.name!r}: {', '.join(missing[:10])}")
     series: dict[tuple[str, str], list[Point]] = {}
-    rows = session.execute(
-        select(Metric.run_id, Metric.key, Metric.step, Metric.timestamp, Metric.value)
-        .where(Metric.run_id.in_(run_ids), Metric.key.in_(keys))
-        .order_by(Metric.run_id, Metric.key, Metric.step, Metric.id)
+    m = METRICS.c
+    rows = session.connection().execute(
+        select(m.run_id, m.key, m.step, m.timestamp, m.value)
+        .where(m.run_id.in_(run_ids), m.key.in_(keys))
+        .order_by(m.run_id, m.key, m.step, m.id)
     )
     for run_id, key, step, stamp, value in rows:
         series.setdefault((run_id, key), []).append((step, stamp, value))

@@ -33,7 +33,7 @@ from mlplatform.core.db.tracking import (
 from mlplatform.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mlplatform.core.services import access, audit
 from mlplatform.core.services.pagination import Page, paginate
-from mlplatform.core.services.tracking_batch import Batch, LogResult, log_batch
+from mlplatform.core.services.tracking_batch import Batch, LogResult, latest_points, log_batch
 
 if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
@@ -406,9 +406,15 @@ def create_run(
         {"experiment_id": experiment.id, "name": run.name, "parent_run_id": parent},
         platform,
     )
+    view = RunView(run)
     if batch is not None and not batch.empty:
-        log_batch(session, run, batch)
-    return run_views(session, [run])[0]
+        log_batch(session, run, batch, new_run=True)
+        # Everything the run holds is in the batch: no need to read it back.
+        view.params, view.tags = dict(batch.params), dict(batch.tags)
+        view.metrics = {
+            k: {"value": v, "step": s, "timestamp": t} for k, v, s, t in latest_points(batch.metrics).values()
+        }
+    return view
 
 
 def update_run(

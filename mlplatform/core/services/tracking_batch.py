@@ -238,12 +238,19 @@ def _claim_idempotency_key(session: Session, run_id: str, key: str, request_hash
 
 
 def log_batch(
-    session: Session, run: Run, batch: Batch, *, idempotency_key: str | None = None, request_hash: str = ""
+    session: Session,
+    run: Run,
+    batch: Batch,
+    *,
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+    new_run: bool = False,
 ) -> tuple[LogResult, bool]:
     """Write ``batch`` to ``run`` in the caller's transaction. Returns (result, replayed).
 
     Refuses (409) a deleted run, metrics for a run that is not running, and a param whose
     stored value differs (naming the key). Same-value params are accepted and not rewritten.
+    ``new_run`` (the run was created in this transaction) skips the lookup of stored params.
     """
     if run.lifecycle_stage == "deleted":
         raise Conflict(f"run {run.id!r} is deleted: restore it before logging to it")
@@ -254,21 +261,28 @@ def log_batch(
     if batch.metrics and run.status in TERMINAL_STATUSES:
         raise Conflict(f"run {run.id!r} is {run.status}: set its status to running to log more metrics")
     run_id = run.id
-    new_params = _new_params(session, run_id, batch.params)
+    statements = _statements(session)
+    new_params = batch.params if new_run else _new_params(session, run_id, batch.params)
     if new_params:
         session.execute(
             params_table.insert(), [{"run_id": run_id, "key": k, "value": v} for k, v in new_params.items()]
         )
     if batch.metrics:
-        session.execute(
-            metrics_table.insert(),
-            [{"run_id": run_id, "key": k, "value": v, "step": s, "timestamp": t} for k, v, s, t in batch.metrics],
+        # Straight to the driver's executemany: no per-row parameter processing in SQLAlchemy.
+        session.connection().exec_driver_sql(
+            statements.insert_metrics, [(run_id, k, s, t, v) for k, v, s, t in batch.metrics]
         )
-        _upsert_latest(session, run_id, batch.metrics)
+        session.execute(
+            statements.upsert_latest,
+            [
+                {"run_id": run_id, "key": k, "value": v, "step": s, "timestamp": t}
+                for k, v, s, t in latest_points(batch.metrics).values()
+            ],
+        )
     if batch.tags:
-        upsert = _dialect_insert(session, tags_table)
-        upsert = upsert.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": upsert.excluded.value})
-        session.execute(upsert, [{"run_id": run_id, "key": k, "value": v} for k, v in batch.tags.items()])
+        session.execute(
+            statements.upsert_tags, [{"run_id": run_id, "key": k, "value": v} for k, v in batch.tags.items()]
+        )
     result = LogResult(run_id, len(batch.metrics), len(batch.params), len(batch.tags))
     if idempotency_key:
         session.execute(
@@ -277,6 +291,16 @@ def log_batch(
             .values(response=result.to_dict())
         )
     return result, False
+
+
+def latest_points(metrics: list[tuple[str, float | None, int, int]]) -> dict[str, tuple[str, float | None, int, int]]:
+    """The newest point per key of a batch: max step, then latest timestamp, then the later one."""
+    newest: dict[str, tuple[str, float | None, int, int]] = {}
+    for point in metrics:
+        held = newest.get(point[0])
+        if held is None or (point[2], point[3]) >= (held[2], held[3]):
+            newest[point[0]] = point
+    return newest
 
 
 def _new_params(session: Session, run_id: str, params: dict[str, str]) -> dict[str, str]:
@@ -299,22 +323,34 @@ def _new_params(session: Session, run_id: str, params: dict[str, str]) -> dict[s
     return {k: v for k, v in params.items() if k not in existing}
 
 
-def _upsert_latest(session: Session, run_id: str, metrics: list[tuple[str, float | None, int, int]]) -> None:
-    """One upsert for the batch: the newest point per key (max step, then latest timestamp;
-    on a tie the later point in the batch) replaces the stored one only if it is not older."""
-    newest: dict[str, tuple[str, float | None, int, int]] = {}
-    for point in metrics:
-        held = newest.get(point[0])
-        if held is None or (point[2], point[3]) >= (held[2], held[3]):
-            newest[point[0]] = point
-    upsert = _dialect_insert(session, latest_table)
-    stored, incoming = latest_table.c, upsert.excluded
-    upsert = upsert.on_conflict_do_update(
-        index_elements=["run_id", "key"],
-        set_={"value": incoming.value, "step": incoming.step, "timestamp": incoming.timestamp},
-        where=(incoming.step > stored.step)
-        | ((incoming.step == stored.step) & (incoming.timestamp >= stored.timestamp)),
-    )
-    session.execute(
-        upsert, [{"run_id": run_id, "key": k, "value": v, "step": s, "timestamp": t} for k, v, s, t in newest.values()]
-    )
+@dataclass(frozen=True)
+class _Statements:
+    insert_metrics: str  # driver SQL with positional placeholders: run_id, key, step, timestamp, value
+    upsert_latest: Any  # replaces a stored latest point only if the incoming one is not older
+    upsert_tags: Any
+
+
+_STATEMENTS: dict[str, _Statements] = {}
+
+
+def _statements(session: Session) -> _Statements:
+    """The batch statements for this session's dialect, built once per process."""
+    dialect = session.get_bind().dialect.name
+    if dialect not in _STATEMENTS:
+        mark = "?" if dialect == "sqlite" else "%s"
+        insert_metrics = (
+            f'INSERT INTO {metrics_table.name} (run_id, "key", step, "timestamp", value) '
+            f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark})"
+        )
+        latest = _dialect_insert(session, latest_table)
+        stored, incoming = latest_table.c, latest.excluded
+        latest = latest.on_conflict_do_update(
+            index_elements=["run_id", "key"],
+            set_={"value": incoming.value, "step": incoming.step, "timestamp": incoming.timestamp},
+            where=(incoming.step > stored.step)
+            | ((incoming.step == stored.step) & (incoming.timestamp >= stored.timestamp)),
+        )
+        tags = _dialect_insert(session, tags_table)
+        tags = tags.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": tags.excluded.value})
+        _STATEMENTS[dialect] = _Statements(insert_metrics, latest, tags)
+    return _STATEMENTS[dialect]
