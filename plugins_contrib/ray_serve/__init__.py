@@ -1,0 +1,1 @@
+"""Ray Serve deployment target: ``pip install 'mlplatform[ray]'``."""
