@@ -47,6 +47,11 @@ _STATES = {
 }
 
 
+def _text(value: Any) -> str:
+    """Serve reports states as enums or plain strings depending on the version."""
+    return str(getattr(value, "value", value))
+
+
 class RayServeConfig(Schema):
     address = fields.String(load_default="auto", metadata={"description": "Ray cluster address; 'auto': this node's cluster"})
     num_replicas = fields.Integer(load_default=1, validate=validate.Range(min=1), metadata={"description": "replicas per version"})
@@ -108,7 +113,7 @@ class RayServeTarget(DeploymentTarget):
             raise BackendError(f"cannot deploy {name}: {exc.message}") from exc
         self._connect()
         current = self._serve.status().applications.get(name)
-        if current is not None and deployment_name in current.deployments and _STATES.get(str(current.status.value)) != "failed":
+        if current is not None and deployment_name in current.deployments and _STATES.get(_text(current.status)) != "failed":
             return name
         from plugins_contrib.ray_serve.replica import ModelReplica
 
@@ -134,12 +139,12 @@ class RayServeTarget(DeploymentTarget):
         app = self._serve.status().applications.get(ref)
         if app is None:
             return TargetStatus("absent")
-        raw = str(app.status.value)
+        raw = _text(app.status)
         state = _STATES.get(raw, "deploying")
         details = {
             "serve_status": raw,
             "deployments": {
-                name: {"status": str(d.status.value), "replicas": {str(k.value): v for k, v in d.replica_states.items()}}
+                name: {"status": _text(d.status), "replicas": {_text(k): v for k, v in d.replica_states.items()}}
                 for name, d in app.deployments.items()
             },
         }

@@ -12,9 +12,11 @@ import pytest
 from mlplatform.core.backends import DeploymentSpec
 from mlplatform.core.model_loading import DESCRIPTOR, artifact_sha256
 from mlplatform.core.platform import Platform
+from mlplatform.core.plugins import BUILTIN_PLUGINS
 from mlplatform.plugins import flavors, local_target
 
-SERVING_PLUGINS = [flavors, local_target]
+# Registered here until they are built-ins; registering a module twice is an error.
+SERVING_PLUGINS = [m for m in (flavors, local_target) if m.__name__ not in BUILTIN_PLUGINS]
 
 PYFUNC_SOURCE = '''
 class Model:

@@ -80,7 +80,6 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_experiment_id_start_time", "experiment_id", "start_time"),
         Index("ix_runs_project_id_start_time", "project_id", "start_time"),
-        CLUSTERED,
     )
 
 
