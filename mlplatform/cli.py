@@ -303,5 +303,138 @@ def audit_verify(ctx: click.Context) -> None:
     sys.exit(1)
 
 
+# --- client commands (talk to a server: MLPLATFORM_URL, MLPLATFORM_TOKEN) -----------------
+
+
+def sdk(project: str | None) -> Any:
+    from mlplatform.client import Client
+
+    try:
+        return Client(project=project)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def client_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Show an API error as one line and exit 1."""
+
+    @wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from mlplatform.client import ApiError
+
+        try:
+            return command(*args, **kwargs)
+        except ApiError as exc:
+            detail = f" {json.dumps(exc.errors)}" if exc.errors else ""
+            raise click.ClickException(f"{exc.status}: {exc.message}{detail}") from None
+
+    return run
+
+
+project_option = click.option("--project", "-p", envvar="MLPLATFORM_PROJECT", required=True, help="Project name (or MLPLATFORM_PROJECT).")
+
+
+@main.group()
+def experiments() -> None:
+    """Experiments in a project (needs MLPLATFORM_URL and MLPLATFORM_TOKEN)."""
+
+
+@experiments.command("list")
+@project_option
+@click.option("--name", default=None, help="Only names containing this.")
+@client_errors
+def experiments_list(project: str, name: str | None) -> None:
+    """List experiments."""
+    for experiment in sdk(project).list_experiments(name=name):
+        click.echo(f"{experiment.id}\t{experiment.name}\t{experiment.lifecycle_stage}\t{experiment.description}")
+
+
+@experiments.command("create")
+@project_option
+@click.argument("name")
+@click.option("--description", default="")
+@client_errors
+def experiments_create(project: str, name: str, description: str) -> None:
+    """Create an experiment."""
+    experiment = sdk(project).create_experiment(name, description=description)
+    click.echo(f"created experiment {experiment.id} {experiment.name}")
+
+
+@main.group()
+def runs() -> None:
+    """Runs: search and show (needs MLPLATFORM_URL and MLPLATFORM_TOKEN)."""
+
+
+@runs.command("search")
+@project_option
+@click.option("--filter", "filter_", default="", help="e.g. \"metrics.acc > 0.9 AND params.lr = '0.01'\"")
+@click.option("--order-by", multiple=True, help="e.g. 'metrics.acc DESC'; repeat for more keys.")
+@click.option("--experiment-id", type=int, multiple=True)
+@click.option("--max-results", type=int, default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@client_errors
+def runs_search(project: str, filter_: str, order_by: tuple[str, ...], experiment_id: tuple[int, ...], max_results: int, as_json: bool) -> None:
+    """Search runs with the filter grammar and print them."""
+    found = sdk(project).search_runs(filter_, order_by=list(order_by), experiment_ids=list(experiment_id), max_results=max_results)
+    if as_json:
+        click.echo(json.dumps([_run_dict(r) for r in found], indent=2, default=str))
+        return
+    for run in found:
+        metrics = " ".join(f"{k}={m.value:g}" for k, m in sorted(run.metrics.items()))
+        click.echo(f"{run.id}\t{run.name}\t{run.status}\t{metrics}")
+
+
+def _run_dict(run: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(run)
+
+
+@runs.command("show")
+@project_option
+@click.argument("run_id")
+@client_errors
+def runs_show(project: str, run_id: str) -> None:
+    """Show a run: status, params, latest metrics, tags."""
+    click.echo(json.dumps(_run_dict(sdk(project).get_run(run_id)), indent=2, default=str))
+
+
+@main.group()
+def artifacts() -> None:
+    """Run artifacts: upload and download with a progress bar."""
+
+
+@artifacts.command("upload")
+@project_option
+@click.argument("run_id")
+@click.argument("local_path", type=click.Path(exists=True))
+@click.option("--path", "artifact_path", default=None, help="Path inside the run (default: the file name).")
+@client_errors
+def artifacts_upload(project: str, run_id: str, local_path: str, artifact_path: str | None) -> None:
+    """Upload a file or a folder to a run."""
+    from pathlib import Path
+
+    local = Path(local_path)
+    total = sum(p.stat().st_size for p in local.rglob("*") if p.is_file()) if local.is_dir() else local.stat().st_size
+    with click.progressbar(length=total, label=f"uploading {local.name}", file=sys.stderr) as bar:
+        uploaded = sdk(project).upload_artifact(run_id, local, artifact_path, progress=bar.update)
+    click.echo(f"uploaded {uploaded.path} ({uploaded.size} bytes)")
+
+
+@artifacts.command("download")
+@project_option
+@click.argument("run_id")
+@click.argument("path")
+@click.argument("destination", type=click.Path(), default=".")
+@client_errors
+def artifacts_download(project: str, run_id: str, path: str, destination: str) -> None:
+    """Download one artifact file of a run."""
+    client = sdk(project)
+    size = next((a.size for a in client.list_artifacts(run_id, path) if a.path == path), None)
+    with click.progressbar(length=size, label=f"downloading {path}", file=sys.stderr) as bar:
+        out = client.download_artifact(run_id, path, destination, progress=bar.update)
+    click.echo(f"saved {out}")
+
+
 if __name__ == "__main__":
     main()

@@ -128,3 +128,34 @@ def test_errors_are_typed(client: Client) -> None:
     assert caught.value.status == 404
     with pytest.raises(ValueError, match="MLPLATFORM_URL"):
         Client(None, None)
+
+
+def test_cli_client_commands(client: Client, server, tmp_path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from mlplatform.cli import main
+
+    url, token, _ = server
+    monkeypatch.setenv("MLPLATFORM_URL", url)
+    monkeypatch.setenv("MLPLATFORM_TOKEN", token)
+    monkeypatch.setenv("MLPLATFORM_PROJECT", "churn")
+    runner = CliRunner()
+
+    def ok(*args: str) -> str:
+        result = runner.invoke(main, list(args))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "created experiment" in ok("experiments", "create", "cli-exp", "--description", "from the CLI")
+    assert "cli-exp" in ok("experiments", "list")
+    with client.start_run(experiment="cli-exp", params={"lr": 0.5}) as run:
+        run.log_metric("acc", 0.75)
+    assert run.id in ok("runs", "search", "--filter", "params.lr = '0.5'", "--order-by", "metrics.acc DESC")
+    assert '"lr": "0.5"' in ok("runs", "show", run.id)
+    data = tmp_path / "data.csv"
+    data.write_text("a,b\n1,2\n")
+    assert "uploaded data.csv (8 bytes)" in ok("artifacts", "upload", run.id, str(data))
+    ok("artifacts", "download", run.id, "data.csv", str(tmp_path / "copy.csv"))
+    assert (tmp_path / "copy.csv").read_text() == "a,b\n1,2\n"
+    bad = runner.invoke(main, ["runs", "search", "--filter", "metrics.acc >"])
+    assert bad.exit_code == 1 and "400" in bad.output

@@ -23,7 +23,11 @@ from mlplatform.core.platform import Platform
 from tests.conftest import service_missing
 from tests.serving.conftest import SERVING_PLUGINS, training_frame, upload, write_sklearn_model
 
-pytestmark = [pytest.mark.ray]
+pytestmark = [
+    pytest.mark.ray,
+    # ray.serve's pydantic models (ray 2.60, pydantic 2.14), raised once when ray.serve is imported.
+    pytest.mark.filterwarnings("ignore:Using extra keyword arguments on `Field` is deprecated:DeprecationWarning"),
+]
 
 DEADLINE_S = 90
 

@@ -268,10 +268,7 @@ def log_batch(
             params_table.insert(), [{"run_id": run_id, "key": k, "value": v} for k, v in new_params.items()]
         )
     if batch.metrics:
-        # Straight to the driver's executemany: no per-row parameter processing in SQLAlchemy.
-        session.connection().exec_driver_sql(
-            statements.insert_metrics, [(run_id, k, s, t, v) for k, v, s, t in batch.metrics]
-        )
+        _insert_metrics(session, statements, run_id, batch.metrics)
         session.execute(
             statements.upsert_latest,
             [
@@ -291,6 +288,19 @@ def log_batch(
             .values(response=result.to_dict())
         )
     return result, False
+
+
+def _insert_metrics(
+    session: Session, statements: _Statements, run_id: str, metrics: list[tuple[str, float | None, int, int]]
+) -> None:
+    """Straight to the driver, without SQLAlchemy's per-row parameter processing: SQLite's
+    ``executemany``; on PostgreSQL one ``INSERT ... SELECT FROM unnest(arrays)`` round trip."""
+    connection = session.connection()
+    if statements.columnar:
+        keys, values, steps, stamps = (list(column) for column in zip(*metrics, strict=True))
+        connection.exec_driver_sql(statements.insert_metrics, ([run_id] * len(metrics), keys, steps, stamps, values))
+    else:
+        connection.exec_driver_sql(statements.insert_metrics, [(run_id, k, s, t, v) for k, v, s, t in metrics])
 
 
 def latest_points(metrics: list[tuple[str, float | None, int, int]]) -> dict[str, tuple[str, float | None, int, int]]:
@@ -325,7 +335,8 @@ def _new_params(session: Session, run_id: str, params: dict[str, str]) -> dict[s
 
 @dataclass(frozen=True)
 class _Statements:
-    insert_metrics: str  # driver SQL with positional placeholders: run_id, key, step, timestamp, value
+    insert_metrics: str  # driver SQL: (run_id, key, step, timestamp, value) rows, or arrays if columnar
+    columnar: bool
     upsert_latest: Any  # replaces a stored latest point only if the incoming one is not older
     upsert_tags: Any
 
@@ -337,11 +348,14 @@ def _statements(session: Session) -> _Statements:
     """The batch statements for this session's dialect, built once per process."""
     dialect = session.get_bind().dialect.name
     if dialect not in _STATEMENTS:
-        mark = "?" if dialect == "sqlite" else "%s"
-        insert_metrics = (
-            f'INSERT INTO {metrics_table.name} (run_id, "key", step, "timestamp", value) '
-            f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark})"
-        )
+        columns = f'INSERT INTO {metrics_table.name} (run_id, "key", step, "timestamp", value)'
+        columnar = dialect == "postgresql"
+        if columnar:
+            insert_metrics = (
+                f"{columns} SELECT * FROM unnest(%s::text[], %s::text[], %s::int8[], %s::int8[], %s::float8[])"
+            )
+        else:
+            insert_metrics = f"{columns} VALUES (?, ?, ?, ?, ?)"
         latest = _dialect_insert(session, latest_table)
         stored, incoming = latest_table.c, latest.excluded
         latest = latest.on_conflict_do_update(
@@ -352,5 +366,5 @@ def _statements(session: Session) -> _Statements:
         )
         tags = _dialect_insert(session, tags_table)
         tags = tags.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": tags.excluded.value})
-        _STATEMENTS[dialect] = _Statements(insert_metrics, latest, tags)
+        _STATEMENTS[dialect] = _Statements(insert_metrics, columnar, latest, tags)
     return _STATEMENTS[dialect]
