@@ -20,7 +20,7 @@ from api.security import requires
 from api.views.common import API_PREFIX, caller, platform
 from mlplatform.core.db.tracking import RUN_STAGES, RUN_STATUSES
 from mlplatform.core.services import access
-from mlplatform.core.services import tracking as tracking_service
+from mlplatform.core.services import tracking_runs as run_service
 from mlplatform.core.services.tracking_batch import parse_batch, to_wire
 
 blp = Blueprint(
@@ -123,7 +123,7 @@ def _iso(value: Any) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def run_body(view: tracking_service.RunView) -> dict[str, Any]:
+def run_body(view: run_service.RunView) -> dict[str, Any]:
     run = view.run
     return {
         "id": run.id,
@@ -175,9 +175,7 @@ class ExperimentRuns(MethodView):
             "parent_run_id": body["parent_run_id"],
         }
         with platform().db.write() as session:
-            view = tracking_service.create_run(
-                session, caller(), project, experiment_id, spec, batch, platform=platform()
-            )
+            view = run_service.create_run(session, caller(), project, experiment_id, spec, batch, platform=platform())
             return json_response(run_body(view), 201)
 
 
@@ -188,7 +186,7 @@ class RunById(MethodView):
     def get(self, project: str, run_id: str) -> Response:
         """Get a run with its params, tags and the latest value of each metric"""
         with platform().db.read() as session:
-            return json_response(run_body(tracking_service.get_run(session, project, run_id)))
+            return json_response(run_body(run_service.get_run(session, project, run_id)))
 
     @requires(access.project_role("developer"))
     @blp.arguments(RunUpdateSchema)
@@ -197,7 +195,7 @@ class RunById(MethodView):
         """Rename a run, set its status (running reopens it) and end time"""
         with platform().db.write() as session:
             return json_response(
-                run_body(tracking_service.update_run(session, caller(), project, run_id, body, platform=platform()))
+                run_body(run_service.update_run(session, caller(), project, run_id, body, platform=platform()))
             )
 
     @requires(access.project_role("developer"))
@@ -205,7 +203,7 @@ class RunById(MethodView):
     def delete(self, project: str, run_id: str) -> None:
         """Delete a run (soft, restorable; idempotent)"""
         with platform().db.write() as session:
-            tracking_service.set_run_deleted(session, caller(), project, run_id, True, platform=platform())
+            run_service.set_run_deleted(session, caller(), project, run_id, True, platform=platform())
 
 
 @blp.route("/<project>/runs/<run_id>/restore")
@@ -216,9 +214,7 @@ class RunRestore(MethodView):
         """Restore a deleted run"""
         with platform().db.write() as session:
             return json_response(
-                run_body(
-                    tracking_service.set_run_deleted(session, caller(), project, run_id, False, platform=platform())
-                )
+                run_body(run_service.set_run_deleted(session, caller(), project, run_id, False, platform=platform()))
             )
 
 
@@ -244,7 +240,7 @@ class RunLog(MethodView):
         batch = parse_batch(request.get_json(), limits())
         key = request.headers.get("Idempotency-Key") or None
         with platform().db.write() as session:
-            result, replayed = tracking_service.log(
+            result, replayed = run_service.log(
                 session,
                 project,
                 run_id,

@@ -35,6 +35,8 @@ BUILTIN_PLUGINS = (
     "mlplatform.plugins.token_auth",
     "mlplatform.plugins.channels",
     "mlplatform.plugins.drift",
+    "mlplatform.plugins.flavors",
+    "mlplatform.plugins.local_target",
 )
 
 REGISTER_HOOKS = {

@@ -4,7 +4,8 @@
 ``<data_dir>/model-cache/<sha256>/`` and starts an application whose replicas load that
 folder with the same ``model_loading`` code, re-verifying the digest first. It does not wait:
 ``status`` reports ``deploying`` until Serve says RUNNING (``healthy``) or DEPLOY_FAILED /
-UNHEALTHY (``failed``, with Serve's message, which carries the replica's load error).
+UNHEALTHY (``failed``: the message is the replica's exception line, e.g. the flavor's load
+error; Serve's full text with the traceback is in ``details["serve_message"]``).
 Predictions go through the application's ``DeploymentHandle``; with ``http: true`` the
 application is also served at ``/<application name>`` by Serve's HTTP proxy.
 
@@ -30,13 +31,21 @@ from marshmallow import Schema, fields, validate
 
 from mlplatform.core.backends import DeploymentSpec, DeploymentTarget, TargetStatus
 from mlplatform.core.errors import BackendError, MLPlatformError, NotFound, ServiceUnavailable
-from mlplatform.core.model_loading import available_flavors, cache_root, fetch_artifact, folder_files, pick_flavor, read_descriptor
+from mlplatform.core.model_loading import (
+    available_flavors,
+    cache_root,
+    fetch_artifact,
+    folder_files,
+    pick_flavor,
+    read_descriptor,
+)
 
 if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
 
 INSTALL_HINT = "pip install 'mlplatform[ray]'"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STATES = {
     "RUNNING": "healthy",
     "DEPLOYING": "deploying",
@@ -148,10 +157,14 @@ class RayServeTarget(DeploymentTarget):
                 for name, d in app.deployments.items()
             },
         }
-        message = app.message or ""
+        message = _ANSI.sub("", app.message or "")
         if state == "failed":
-            reasons = [d.message for d in app.deployments.values() if d.message]
-            message = "\n".join(dict.fromkeys([m for m in [message, *reasons] if m]))
+            reasons = [_ANSI.sub("", d.message) for d in app.deployments.values() if d.message]
+            full = "\n".join(dict.fromkeys(m for m in [message, *reasons] if m))
+            details["serve_message"] = full  # with the replica's traceback, for operators
+            # Serve's message ends with the replica's exception line: the reason a user can act on.
+            lines = [line.strip() for line in full.splitlines() if line.strip()]
+            message = lines[-1] if lines else "Ray Serve reports the application failed"
         return TargetStatus(state, message, details)
 
     def undeploy(self, ref: str) -> None:

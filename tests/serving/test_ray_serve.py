@@ -118,7 +118,9 @@ def test_broken_artifact_fails_with_the_load_error(ray_platform: Platform, tmp_p
     try:
         status = wait_for(target, ref, {"healthy", "failed"})
         assert status.state == "failed", status
-        assert "cannot load sklearn model model.joblib" in status.message
+        assert "cannot load sklearn model model.joblib" in status.message, status.message
+        assert status.message.startswith("mlplatform.core.errors.InvalidInput: cannot load sklearn model")
+        assert "Traceback" in status.details["serve_message"]
     finally:
         target.undeploy(ref)
     assert target.status(ref).state == "absent"

@@ -41,7 +41,7 @@ from mlplatform.core.db.tracking import Experiment, LatestMetric, Param, Run, Ru
 from mlplatform.core.errors import InvalidInput
 from mlplatform.core.services import access
 from mlplatform.core.services.pagination import MAX_PAGE_SIZE, Page, decode_token, encode_token
-from mlplatform.core.services.tracking import RunView, run_views
+from mlplatform.core.services.tracking_runs import RunView, run_views
 
 ENTITIES = {
     "metrics": "metrics",

@@ -294,11 +294,13 @@ def _insert_metrics(
     session: Session, statements: _Statements, run_id: str, metrics: list[tuple[str, float | None, int, int]]
 ) -> None:
     """Straight to the driver, without SQLAlchemy's per-row parameter processing: SQLite's
-    ``executemany``; on PostgreSQL one ``INSERT ... SELECT FROM unnest(arrays)`` round trip."""
+    ``executemany``; PostgreSQL's ``COPY FROM STDIN`` on the transaction's connection."""
     connection = session.connection()
-    if statements.columnar:
-        keys, values, steps, stamps = (list(column) for column in zip(*metrics, strict=True))
-        connection.exec_driver_sql(statements.insert_metrics, ([run_id] * len(metrics), keys, steps, stamps, values))
+    if statements.copy:
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor.copy(statements.insert_metrics) as copy:
+            for key, value, step, stamp in metrics:
+                copy.write_row((run_id, key, step, stamp, value))
     else:
         connection.exec_driver_sql(statements.insert_metrics, [(run_id, k, s, t, v) for k, v, s, t in metrics])
 
@@ -335,8 +337,8 @@ def _new_params(session: Session, run_id: str, params: dict[str, str]) -> dict[s
 
 @dataclass(frozen=True)
 class _Statements:
-    insert_metrics: str  # driver SQL: (run_id, key, step, timestamp, value) rows, or arrays if columnar
-    columnar: bool
+    insert_metrics: str  # driver SQL taking (run_id, key, step, timestamp, value) rows
+    copy: bool  # insert_metrics is a COPY FROM STDIN (PostgreSQL)
     upsert_latest: Any  # replaces a stored latest point only if the incoming one is not older
     upsert_tags: Any
 
@@ -348,14 +350,9 @@ def _statements(session: Session) -> _Statements:
     """The batch statements for this session's dialect, built once per process."""
     dialect = session.get_bind().dialect.name
     if dialect not in _STATEMENTS:
-        columns = f'INSERT INTO {metrics_table.name} (run_id, "key", step, "timestamp", value)'
-        columnar = dialect == "postgresql"
-        if columnar:
-            insert_metrics = (
-                f"{columns} SELECT * FROM unnest(%s::text[], %s::text[], %s::int8[], %s::int8[], %s::float8[])"
-            )
-        else:
-            insert_metrics = f"{columns} VALUES (?, ?, ?, ?, ?)"
+        columns = f'{metrics_table.name} (run_id, "key", step, "timestamp", value)'
+        copy = dialect == "postgresql"
+        insert_metrics = f"COPY {columns} FROM STDIN" if copy else f"INSERT INTO {columns} VALUES (?, ?, ?, ?, ?)"
         latest = _dialect_insert(session, latest_table)
         stored, incoming = latest_table.c, latest.excluded
         latest = latest.on_conflict_do_update(
@@ -366,5 +363,5 @@ def _statements(session: Session) -> _Statements:
         )
         tags = _dialect_insert(session, tags_table)
         tags = tags.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": tags.excluded.value})
-        _STATEMENTS[dialect] = _Statements(insert_metrics, columnar, latest, tags)
+        _STATEMENTS[dialect] = _Statements(insert_metrics, copy, latest, tags)
     return _STATEMENTS[dialect]

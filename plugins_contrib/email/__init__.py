@@ -1,0 +1,1 @@
+"""SMTP alert channel (``smtplib``, standard library only)."""
