@@ -4,7 +4,9 @@
 power series of ``P = 1 - Q`` where ``x < a + 1`` (there ``Q`` is not small, so ``1 - P``
 loses nothing that matters) and the continued fraction of ``Q`` itself, by the modified
 Lentz method, elsewhere (so tiny p-values keep their relative precision). Both converge in
-about ``sqrt(a)`` steps; agreement with ``scipy.special.gammaincc`` is ~1e-14 in the tests.
+about ``sqrt(a)`` steps. Against ``scipy.special.gammaincc`` the absolute error is below
+1e-13 up to ``a = 500`` (1,000 degrees of freedom) and grows to ~3e-10 at ``a = 5e5``, from
+rounding in the prefactor ``exp(a ln x - x - lgamma(a))`` whose terms are then ~1e7.
 """
 
 from __future__ import annotations

@@ -25,7 +25,9 @@ RESOLVED_COLOR = "#2e7d32"
 def build_message(alert: Alert, *, from_address: str, to: Sequence[str], subject_prefix: str = "") -> EmailMessage:
     """The message to send for ``alert``; ``Date`` is the alert's time (now if it has none)."""
     message = EmailMessage()
-    message["Subject"] = _one_line(f"{subject_prefix}[{alert.state.upper()}] {alert.severity} {alert.project}: {alert.title}")
+    message["Subject"] = _one_line(
+        f"{subject_prefix}[{alert.state.upper()}] {alert.severity} {alert.project}: {alert.title}"
+    )
     message["From"] = from_address
     message["To"] = ", ".join(to)
     message["Date"] = format_datetime(_aware(alert.occurred_at))

@@ -76,7 +76,9 @@ class EmailChannel(AlertChannel):
                     smtp.login(self.options["username"], self.options.get("password") or "")
                 refused = smtp.send_message(message)
         except smtplib.SMTPRecipientsRefused as exc:
-            raise BackendError(f"email via {self.target}: every recipient was refused ({len(exc.recipients)})") from None
+            raise BackendError(
+                f"email via {self.target}: every recipient was refused ({len(exc.recipients)})"
+            ) from None
         except smtplib.SMTPResponseException as exc:
             # Only the code: the server's text may quote what the client sent.
             raise BackendError(f"email via {self.target} failed: {type(exc).__name__} (SMTP {exc.smtp_code})") from None

@@ -36,7 +36,10 @@ def slack_payload(
     Slack ignores them for app webhooks, which post where they were installed."""
     emoji = emoji_for(alert)
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _cut(f"{emoji} {alert.title}", HEADER_MAX), "emoji": True}}
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": _cut(f"{emoji} {alert.title}", HEADER_MAX), "emoji": True},
+        }
     ]
     if alert.message:
         blocks.append({"type": "section", "text": _mrkdwn(escape(alert.message), SECTION_MAX)})
@@ -52,7 +55,9 @@ def slack_payload(
     blocks.append({"type": "section", "fields": fields})
     context = [f"Alert #{alert.alert_id}" if alert.alert_id is not None else "", _time(alert)]
     if any(context):
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(c for c in context if c)}]})
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(c for c in context if c)}]}
+        )
     payload: dict[str, Any] = {
         "text": f"{emoji} [{alert.state.upper()}] {alert.project}: {alert.title}",
         "blocks": blocks,

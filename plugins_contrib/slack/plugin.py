@@ -35,7 +35,9 @@ class SlackChannel(AlertChannel):
         channel = fields.String(load_default=None, allow_none=True)
         username = fields.String(load_default=None, allow_none=True)
         icon = fields.String(
-            load_default=None, allow_none=True, metadata={"description": "an emoji code like :robot_face: or an image URL"}
+            load_default=None,
+            allow_none=True,
+            metadata={"description": "an emoji code like :robot_face: or an image URL"},
         )
         timeout = fields.Float(load_default=5.0, validate=validate.Range(min=0, min_inclusive=False))
         max_attempts = fields.Integer(load_default=3, validate=validate.Range(min=1, max=10))

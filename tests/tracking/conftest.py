@@ -1,4 +1,4 @@
-"""Tracking tests reuse the API fixtures (``api`` runs each test on SQLite and PostgreSQL)."""
+"""Tracking test helpers; ``api`` (tests/api_client.py) runs each test on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import Api, api, make_api  # noqa: F401  (fixtures)
+from tests.api_client import Api
 
 P = "/api/v1/projects/p1"
 
 
 @pytest.fixture
-def tracked(api: Api) -> Api:  # noqa: F811
+def tracked(api: Api) -> Api:
     """An app with project ``p1`` and members dev (developer), viewer (viewer), boss (admin)."""
     assert api.post("/api/v1/projects", json={"name": "p1"}).status_code == 201
     api.user("dev", role="developer", project="p1")

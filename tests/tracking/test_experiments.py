@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from mlplatform.core.db.models import AuditEvent
 from mlplatform.core.db.tracking import Metric, Run
-from tests.api.conftest import Api
+from tests.api_client import Api
 from tests.tracking.conftest import P, experiment, log, run
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from mlplatform.core.errors import InvalidInput
 from mlplatform.core.services.metric_history import downsample
-from tests.api.conftest import Api
+from tests.api_client import Api
 from tests.tracking.conftest import P, experiment, log, run
 
 

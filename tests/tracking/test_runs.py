@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from mlplatform.core.db.models import AuditEvent
 from mlplatform.core.db.tracking import LatestMetric, Metric, Param, RunTag
-from tests.api.conftest import Api
+from tests.api_client import Api
 from tests.tracking.conftest import P, experiment, log, run
 
 

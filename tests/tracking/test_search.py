@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from mlplatform.core.services.run_search import Clause, FilterSyntaxError, parse_filter, parse_order_by
-from tests.api.conftest import Api
+from tests.api_client import Api
 from tests.tracking.conftest import P, experiment, run
 
 
