@@ -120,6 +120,27 @@ class TrackingSchema(_Strict):
     limits = fields.Nested(TrackingLimitsSchema, load_default=lambda: TrackingLimitsSchema().load({}))
 
 
+class RateLimitSchema(_Strict):
+    requests_per_second = fields.Float(load_default=100.0, validate=validate.Range(min=0, min_inclusive=False))
+    burst = fields.Integer(load_default=200, validate=validate.Range(min=1))
+    backend = fields.String(load_default="memory", validate=validate.OneOf(["memory", "redis"]))
+    url = fields.String(load_default="redis://127.0.0.1:6379/0")
+
+
+class CaptureSchema(_Strict):
+    enabled = fields.Boolean(load_default=True)
+    sample_rate = fields.Float(load_default=1.0, validate=validate.Range(min=0, max=1))
+    buffer_size = fields.Integer(load_default=10000, validate=validate.Range(min=1))
+    flush_interval = fields.Float(load_default=5.0, validate=validate.Range(min=0.01))
+
+
+class GatewaySchema(_Strict):
+    rate_limit = fields.Nested(RateLimitSchema, load_default=lambda: RateLimitSchema().load({}))
+    capture = fields.Nested(CaptureSchema, load_default=lambda: CaptureSchema().load({}))
+    max_body_bytes = fields.Integer(load_default=8 * 1024 * 1024, validate=validate.Range(min=1024))
+    version_header = fields.String(load_default="X-MLPlatform-Version")
+
+
 class LoggingSchema(_Strict):
     level = fields.String(load_default="INFO", validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"]))
 
@@ -138,6 +159,7 @@ class PlatformConfigSchema(_Strict):
     alert_channels = fields.List(fields.Nested(NamedBackendSchema), load_default=list)
     monitoring = fields.Nested(MonitoringSchema, load_default=lambda: MonitoringSchema().load({}))
     tracking = fields.Nested(TrackingSchema, load_default=lambda: TrackingSchema().load({}))
+    gateway = fields.Nested(GatewaySchema, load_default=lambda: GatewaySchema().load({}))
     logging = fields.Nested(LoggingSchema, load_default=lambda: LoggingSchema().load({}))
 
     @validates_schema
