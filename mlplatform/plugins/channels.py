@@ -23,7 +23,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -39,6 +39,7 @@ TIMESTAMP_HEADER = "X-MLPlatform-Timestamp"
 DELIVERY_HEADER = "X-MLPlatform-Delivery"
 DEFAULT_TOLERANCE = 300
 MAX_RETRY_AFTER = 60.0
+RETRY_STATUSES: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 
 LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.CRITICAL}
 
@@ -104,16 +105,17 @@ def _json_default(value: Any) -> Any:
 class WebhookChannel(AlertChannel):
     """POSTs each alert as JSON to ``url``, HMAC-signed with ``secret`` (see the module doc).
 
-    Connection errors, timeouts, 5xx and 429 are retried up to ``max_attempts`` attempts in
-    all, waiting ``backoff * 2**(attempt - 1)`` seconds between them (a 429's ``Retry-After``
-    in seconds, up to 60, when longer). Other responses outside 2xx, redirects included, fail
-    at once. ``BackendError`` after the last failure names the host, never the full URL (it
-    often holds a token) or the secret. ``headers`` are added to every request; they cannot
-    replace the signature headers or ``Content-Type``.
+    Delivery and retries are ``post_with_retries``'s: connection errors, timeouts, 5xx and 429
+    are retried up to ``max_attempts`` attempts in all, waiting ``backoff * 2**(attempt - 1)``
+    seconds between them (a 429's ``Retry-After`` in seconds, up to 60, when longer). Other
+    responses outside 2xx, redirects included, fail at once. ``BackendError`` after the last
+    failure names the host, never the full URL (it often holds a token) or the secret.
+    ``headers`` are added to every request; they cannot replace the signature headers or
+    ``Content-Type``.
     """
 
     name = "webhook"
-    RETRY_STATUSES: ClassVar[frozenset[int]] = frozenset({429, 500, 502, 503, 504})
+    RETRY_STATUSES: ClassVar[frozenset[int]] = RETRY_STATUSES
 
     class Config(Schema):
         url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False)
@@ -127,40 +129,20 @@ class WebhookChannel(AlertChannel):
         super().__init__(options, platform)
         if not self.options.get("url"):
             raise BackendError("webhook channel needs a url")
-        parts = urlsplit(self.options["url"])
-        self.target = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"  # for messages: no path, no credentials
+        self.target = public_target(self.options["url"])
 
     def send(self, alert: Alert) -> None:
         body = json.dumps(alert.to_dict(), sort_keys=True, separators=(",", ":"), default=_json_default).encode()
         delivery = uuid.uuid4().hex
-        attempts = int(self.options.get("max_attempts", 3))
-        backoff = float(self.options.get("backoff", 0.5))
-        last_error = ""
-        for attempt in range(1, attempts + 1):
-            retry_after = 0.0
-            try:
-                response = requests.post(
-                    self.options["url"],
-                    data=body,
-                    headers=self._headers(body, delivery),
-                    timeout=float(self.options.get("timeout", 5.0)),
-                    allow_redirects=False,
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                last_error = type(exc).__name__
-            except requests.RequestException as exc:
-                raise BackendError(f"webhook {self.target} could not be called: {type(exc).__name__}") from None
-            else:
-                with response:
-                    if 200 <= response.status_code < 300:
-                        return
-                    last_error = f"HTTP {response.status_code}"
-                    if response.status_code not in self.RETRY_STATUSES:
-                        raise BackendError(f"webhook {self.target} rejected the alert: {last_error}")
-                    retry_after = _retry_after(response.headers.get("Retry-After"))
-            if attempt < attempts:
-                time.sleep(max(backoff * 2 ** (attempt - 1), retry_after))
-        raise BackendError(f"webhook {self.target} failed after {attempts} attempt(s): {last_error}")
+        post_with_retries(
+            self.options["url"],
+            body,
+            lambda: self._headers(body, delivery),
+            label=f"webhook {self.target}",
+            timeout=float(self.options.get("timeout", 5.0)),
+            max_attempts=int(self.options.get("max_attempts", 3)),
+            backoff=float(self.options.get("backoff", 0.5)),
+        )
 
     def _headers(self, body: bytes, delivery: str) -> dict[str, str]:
         reserved = {"content-type", DELIVERY_HEADER.lower(), TIMESTAMP_HEADER.lower(), SIGNATURE_HEADER.lower()}
@@ -173,6 +155,54 @@ class WebhookChannel(AlertChannel):
             headers[TIMESTAMP_HEADER] = timestamp
             headers[SIGNATURE_HEADER] = sign(str(secret), timestamp, body)
         return headers
+
+
+def public_target(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``: all of it a message may show, since the path, the
+    query and the credentials of a webhook URL often hold a token."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def post_with_retries(
+    url: str,
+    body: bytes,
+    headers: Callable[[], Mapping[str, str]],
+    *,
+    label: str,
+    timeout: float,
+    max_attempts: int,
+    backoff: float,
+) -> None:
+    """POST ``body`` to ``url`` until a 2xx answer, for channels that talk HTTP.
+
+    Connection errors, timeouts and ``RETRY_STATUSES`` are retried up to ``max_attempts``
+    attempts in all, waiting ``backoff * 2**(attempt - 1)`` seconds between them (a 429's
+    ``Retry-After`` in seconds, up to ``MAX_RETRY_AFTER``, when longer). Other statuses,
+    redirects included, fail at once. ``headers()`` is called once per attempt, so a signature
+    can carry the attempt's own timestamp. Every ``BackendError`` message starts with ``label``
+    (e.g. ``"webhook https://host"``) and never contains ``url``.
+    """
+    last_error = ""
+    for attempt in range(1, max_attempts + 1):
+        retry_after = 0.0
+        try:
+            response = requests.post(url, data=body, headers=dict(headers()), timeout=timeout, allow_redirects=False)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            last_error = type(exc).__name__
+        except requests.RequestException as exc:
+            raise BackendError(f"{label} could not be called: {type(exc).__name__}") from None
+        else:
+            with response:
+                if 200 <= response.status_code < 300:
+                    return
+                last_error = f"HTTP {response.status_code}"
+                if response.status_code not in RETRY_STATUSES:
+                    raise BackendError(f"{label} rejected the alert: {last_error}")
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+        if attempt < max_attempts:
+            time.sleep(max(backoff * 2 ** (attempt - 1), retry_after))
+    raise BackendError(f"{label} failed after {max_attempts} attempt(s): {last_error}")
 
 
 def _retry_after(value: str | None) -> float:

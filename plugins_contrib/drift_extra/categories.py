@@ -17,14 +17,17 @@ def category_counts(values: Any, label: str) -> tuple[list[Any], np.ndarray, int
     Categories are Python scalars (``np.str_("a")`` becomes ``"a"``), sorted when the array
     has one numpy dtype, in order of first appearance for object arrays (which may mix types;
     ``1`` and ``"1"`` are then different categories). Raises ``InvalidInput`` if the sample is
-    not 1-d or has no value left.
+    not 1-d, holds unhashable values or has no value left.
     """
     array = np.asarray(values)
     if array.ndim != 1:
         raise InvalidInput(f"{label} sample must be 1-dimensional, got shape {array.shape}")
     kind = array.dtype.kind
     if kind == "O":
-        counter = Counter(v for v in array.tolist() if not _missing(v))
+        try:
+            counter = Counter(v for v in array.tolist() if not _missing(v))
+        except TypeError:
+            raise InvalidInput(f"{label} sample has unhashable values; categories must be scalars") from None
         categories, counts = list(counter), np.fromiter(counter.values(), dtype=np.int64, count=len(counter))
         kept = int(counts.sum())
     else:

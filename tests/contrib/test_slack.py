@@ -166,7 +166,9 @@ def test_config_is_strict_and_the_webhook_url_is_secret() -> None:
     with pytest.raises(ConfigError, match=r"alert_channels\.0\.options\.webhook_url: missing required field"):
         load_config({"alert_channels": [{**base, "options": {}}]}, pm.backends)
     with pytest.raises(ConfigError, match=r"options\.emoji: unknown key"):
-        load_config({"alert_channels": [{**base, "options": {"webhook_url": "https://h.example", "emoji": "x"}}]}, pm.backends)
+        load_config(
+            {"alert_channels": [{**base, "options": {"webhook_url": "https://h.example", "emoji": "x"}}]}, pm.backends
+        )
     with pytest.raises(ConfigError, match=r"options\.webhook_url") as info:
         load_config({"alert_channels": [{**base, "options": {"webhook_url": f"ftp://h{TOKEN_PATH}"}}]}, pm.backends)
     assert "s3cr3tT0k3n" not in str(info.value)
