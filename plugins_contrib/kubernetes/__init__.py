@@ -1,0 +1,1 @@
+"""Kubernetes deployment target: ``pip install 'mlplatform[kubernetes]'``."""
