@@ -50,6 +50,25 @@ SEARCH_FILTER = "metrics.m0 > 0.5 AND params.p0 = 'x'"
 SEARCH_ORDER = ["metrics.m0 DESC"]
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 
+# uvicorn --workers N hands its workers a listening socket created with proto 0, and asyncio
+# only sets TCP_NODELAY on accepted sockets whose proto is IPPROTO_TCP: every keep-alive
+# request after the first then waits ~40 ms for the client's delayed ACK (Kludex/uvicorn#3149).
+# MLflow 3 serves with uvicorn --workers 4 by default, so measured as shipped it pays 40 ms a
+# request. We compare against MLflow with this one-line fix (loaded through PYTHONPATH into
+# the server's processes; nothing in its virtualenv changes) and report the stock figures too.
+NODELAY_FIX = """\
+import socket
+import asyncio.base_events as _be
+
+
+def _set_nodelay(sock):
+    if sock.family in {socket.AF_INET, socket.AF_INET6} and sock.type == socket.SOCK_STREAM:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+_be._set_nodelay = _set_nodelay
+"""
+
 TARGETS = {
     "w1_1": ("ratio", ">=", 10),
     "w1_4": ("ratio", ">=", 5),
@@ -241,32 +260,50 @@ class Servers:
         api.port, api.server = port, server  # type: ignore[attr-defined]
         return api
 
-    def start_mlflow(self) -> MLflow:
-        (self.tmp / "mlflow").mkdir(parents=True)
-        artifacts = self.tmp / "mlflow-artifacts"
+    def start_mlflow(self, nodelay_fix: bool = True, url: str | None = None) -> MLflow:
+        """MLflow on a fresh database, or on ``url`` (the same database as a running one)."""
+        label = "mlflow" if nodelay_fix else "mlflow-stock"
+        (self.tmp / label).mkdir(parents=True)
+        artifacts = self.tmp / f"{label}-artifacts"
         artifacts.mkdir()
+        env = {**os.environ, "MLFLOW_ENABLE_TELEMETRY": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+        if nodelay_fix:
+            (self.tmp / label / "sitecustomize.py").write_text(NODELAY_FIX)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.tmp / label), env.get("PYTHONPATH")]))
+        url = url or self._url("mlflow")
         port = common.free_port()
         server = common.Server(
-            "mlflow",
+            label,
             [
                 self.args.mlflow, "server",
-                "--backend-store-uri", self._url("mlflow"),
+                "--backend-store-uri", url,
                 "--default-artifact-root", str(artifacts),
                 "--host", "127.0.0.1", "--port", str(port),
                 "--workers", str(self.args.workers),
             ],
-            {**os.environ, "MLFLOW_ENABLE_TELEMETRY": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"},
-            self.tmp / "mlflow.log",
+            env,
+            self.tmp / f"{label}.log",
         )
         self.procs.append(server)
         try:
             common.wait_http(port, "/health", time.time() + 240, server.proc)
+            # uvicorn answers as soon as one worker is up: wait for all of them
+            deadline = time.time() + 120
+            while server.log_path.read_text(errors="replace").count("Application startup complete") < self.args.workers:
+                if time.time() > deadline:
+                    raise RuntimeError("MLflow workers did not all start")
+                time.sleep(0.25)
         except RuntimeError:
             print(server.tail(), file=sys.stderr)
             raise
         api = MLflow(f"http://127.0.0.1:{port}", {})
-        api.port, api.server = port, server  # type: ignore[attr-defined]
+        api.name = label
+        api.port, api.server, api.url = port, server, url  # type: ignore[attr-defined]
         return api
+
+    def stop_one(self, api: Api) -> None:
+        api.server.stop()  # type: ignore[attr-defined]
+        self.procs.remove(api.server)  # type: ignore[attr-defined]
 
     def analyze(self) -> None:
         for db in self.analyze_targets:
@@ -445,6 +482,16 @@ def bench_backend(backend: str, args: argparse.Namespace, log: Any) -> dict[str,
             a.setup(sessions[a.name])
         rng = random.Random(42)
 
+        # warm-up: a little of every workload on 4 connections, so lazy imports and pools are done
+        warm = metric_batches(5, 400, rng)
+        for a in apis:
+            exp = a.create_experiment(sessions[a.name], "warm-up")
+            ingest(a, exp, 8, 4, warm)
+            run = a.create_run(sessions[a.name], exp, "warm", metrics=warm[0], params={"p0": "x"}, tags={"t": "1"})
+            a.search(sessions[a.name], exp)
+            a.history(sessions[a.name], run, "m0")
+        log(f"[{backend}] warmed up")
+
         # small request latency, idle servers
         res["small_p50_ms"] = {a.name: [] for a in apis}
         for rep in range(args.reps):
@@ -465,6 +512,19 @@ def bench_backend(backend: str, args: argparse.Namespace, log: Any) -> dict[str,
                     res[key][a.name].append(r)
                     log(f"[{backend}] W1 {clients} client(s) rep {rep} {a.name}: {r['points_s']:,.0f} points/s "
                         f"({r['seconds']:.2f}s, server CPU {r['server_cpu_s']:.1f}s, retries {r['retries']})")
+
+        # MLflow as shipped (uvicorn without TCP_NODELAY): small request and W1 with 1 client
+        if args.mlflow_stock:
+            stock = servers.start_mlflow(nodelay_fix=False, url=apis[1].url)  # type: ignore[attr-defined]
+            ss = stock.session()
+            exp = stock.create_experiment(ss, "warm-up-stock")
+            ingest(stock, exp, 4, 4, warm)
+            res["mlflow_stock"] = {"small": small_latency(stock, args.small_requests)}
+            exp = stock.create_experiment(ss, "w1-1c-stock")
+            res["mlflow_stock"]["w1_1"] = ingest(stock, exp, args.runs, 1, batches)
+            servers.stop_one(stock)
+            log(f"[{backend}] MLflow stock (no TCP_NODELAY): small p50 {res['mlflow_stock']['small']['p50']:.2f} ms, "
+                f"W1 1 client {res['mlflow_stock']['w1_1']['points_s']:,.0f} points/s")
 
         # W2 populate (once: 10k runs on MLflow take minutes)
         res["populate_runs_s"] = {}
@@ -551,6 +611,17 @@ def summarise(res: dict[str, Any]) -> list[dict[str, Any]]:
     row("search_ms", "W2 search, top 100", "ms", False, lambda r: r)
     row("history_ms", "W2 history, 10k points", "ms", False, lambda r: r)
     row("small_p50_ms", "small request p50 (keep-alive)", "ms", False, lambda r: r["p50"])
+    stock = res.get("mlflow_stock")
+    if stock:
+        for key, label, unit, pick, higher in (
+            ("w1_1", "W1 ingest, 1 client, vs MLflow as shipped", "points/s", lambda r: r["points_s"], True),
+            ("small_p50_ms", "small request p50, vs MLflow as shipped", "ms", lambda r: r["p50"], False),
+        ):
+            ours = common.median([pick(r) for r in res[key]["mlplatform"]])
+            theirs = pick(stock["w1_1" if key == "w1_1" else "small"])
+            rows.append({"backend": backend, "key": f"{key}_stock", "figure": label, "unit": unit, "mlplatform": ours,
+                         "mlflow": theirs, "ratio": ours / theirs if higher else theirs / ours, "target": "-",
+                         "met": None})
     return rows
 
 
@@ -567,7 +638,7 @@ def print_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         lines.append(
             f"| {r['backend']} | {r['figure']} | {r['unit']} | {fmt(r['mlplatform'], r['unit'])} | "
-            f"{fmt(r['mlflow'], r['unit'])} | {r['ratio']:.1f}x | {r['target']} | {'yes' if r['met'] else 'NO'} |"
+            f"{fmt(r['mlflow'], r['unit'])} | {r['ratio']:.1f}x | {r['target']} | {'-' if r['met'] is None else 'yes' if r['met'] else 'NO'} |"
         )
     text = "\n".join(lines)
     print(text)
@@ -609,6 +680,8 @@ def main() -> None:
     p.add_argument("--history-steps", type=int, help="W2 history points (default 10000)")
     p.add_argument("--calls", type=int, help="timed search / history calls per repetition (default 10)")
     p.add_argument("--small-requests", type=int, help="sequential small requests (default 1000)")
+    p.add_argument("--no-mlflow-stock", dest="mlflow_stock", action="store_false",
+                   help="skip the extra figures of MLflow as shipped (uvicorn without TCP_NODELAY)")
     p.add_argument("--mlflow", default=str(HERE / ".venv-mlflow/bin/mlflow"), help="the mlflow executable")
     p.add_argument("--out", type=Path, default=HERE / "results", help="directory for the JSON results")
     args = p.parse_args()

@@ -17,20 +17,20 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from mlplatform.core.backends import ArtifactInfo, ArtifactStore
 from mlplatform.core.errors import ArtifactNotFound, BackendError, MLPlatformError
+from mlplatform.core.streams import READ_BUFFER, BodyReader, FullReads
 
 if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
 
 INSTALL_HINT = "pip install 'mlplatform[azure]'"
 MiB = 1024 * 1024
-READ_BUFFER = 1 * MiB
 DELETE_BATCH = 256  # the Blob Batch API's limit per request
 DENIED_CODES = {
     "AuthenticationFailed", "AuthorizationFailure", "AuthorizationPermissionMismatch", "InsufficientAccountPermissions",
@@ -128,14 +128,14 @@ class AzureBlobArtifactStore(ArtifactStore):
     def put(self, path: str, stream: IO[bytes], size: int | None = None) -> ArtifactInfo:
         blob = self._container.get_blob_client(self._root + path)
         with self._errors("write", path):
-            blob.upload_blob(_FullReads(stream), length=size, overwrite=True, max_concurrency=self._max_concurrency)
+            blob.upload_blob(FullReads(stream), length=size, overwrite=True, max_concurrency=self._max_concurrency)
             props = blob.get_blob_properties()
         return ArtifactInfo(path, props.size, props.last_modified)
 
     def open(self, path: str) -> IO[bytes]:
         with self._errors("read", path):
             downloader = self._container.download_blob(self._root + path, max_concurrency=1)
-        raw = _BodyReader(downloader, lambda exc: self._error(exc, "read", path), (self._azure_error,))
+        raw = BodyReader(downloader, lambda exc: self._error(exc, "read", path), (self._azure_error,))
         return io.BufferedReader(raw, READ_BUFFER)
 
     def list(self, prefix: str = "") -> Iterator[ArtifactInfo]:
@@ -221,54 +221,3 @@ def _batches(items: Iterator[str], size: int) -> Iterator[list[str]]:
             batch = []
     if batch:
         yield batch
-
-
-class _BodyReader(io.RawIOBase):
-    """A raw binary stream over a blob downloader, fetched a chunk at a time as it is read."""
-
-    def __init__(self, body: Any, convert: Callable[[Exception], MLPlatformError], errors: tuple[type[Exception], ...]) -> None:
-        self._body = body
-        self._convert = convert
-        self._errors = errors
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        try:
-            data = self._body.read(len(buffer))
-        except self._errors as exc:
-            raise self._convert(exc) from None
-        buffer[: len(data)] = data
-        return len(data)
-
-
-class _FullReads(io.RawIOBase):
-    """``read(n)`` that returns ``n`` bytes unless the stream ends.
-
-    A request body read from a socket may return fewer; the SDK would take a short read for the
-    end of a part (or, before the first part, of the file, and then read the rest whole).
-    """
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self._stream = stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            return b"".join(iter(lambda: self.read(READ_BUFFER), b""))
-        parts, remaining = [], size
-        while remaining > 0:
-            data = self._stream.read(remaining)
-            if not data:
-                break
-            parts.append(data)
-            remaining -= len(data)
-        return b"".join(parts)

@@ -116,8 +116,8 @@ def render(spec: DeploymentSpec, settings: Mapping[str, Any]) -> Manifests:
             ],
         },
     }
-    # Each object gets its own copy of the shared metadata: callers may change one.
-    return Manifests(name, namespace, *copy.deepcopy([deployment, service, autoscaler]))
+    # One deepcopy each (not of the list, which would keep them sharing): callers may change one.
+    return Manifests(name, namespace, *(copy.deepcopy(m) for m in (deployment, service, autoscaler)))
 
 
 def _sizing(spec: DeploymentSpec, settings: Mapping[str, Any]) -> tuple[dict[str, dict[str, str]], int, int]:

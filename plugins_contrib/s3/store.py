@@ -15,20 +15,20 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from mlplatform.core.backends import ArtifactInfo, ArtifactStore
 from mlplatform.core.errors import ArtifactNotFound, BackendError, MLPlatformError
+from mlplatform.core.streams import READ_BUFFER, BodyReader, FullReads
 
 if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
 
 INSTALL_HINT = "pip install 'mlplatform[s3]'"
 MiB = 1024 * 1024
-READ_BUFFER = 1 * MiB
 NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
 DENIED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "403"}
 
@@ -128,14 +128,14 @@ class S3ArtifactStore(ArtifactStore):
     def put(self, path: str, stream: IO[bytes], size: int | None = None) -> ArtifactInfo:
         key = self._root + path
         with self._errors("write", path):
-            self._client.upload_fileobj(_FullReads(stream), self.bucket, key, Config=self._transfer)
+            self._client.upload_fileobj(FullReads(stream), self.bucket, key, Config=self._transfer)
             head = self._client.head_object(Bucket=self.bucket, Key=key)
         return ArtifactInfo(path, head["ContentLength"], head.get("LastModified"))
 
     def open(self, path: str) -> IO[bytes]:
         with self._errors("read", path):
             body = self._client.get_object(Bucket=self.bucket, Key=self._root + path)["Body"]
-        raw = _BodyReader(body, lambda exc: self._error(exc, "read", path), (self._client_error, self._botocore_error))
+        raw = BodyReader(body, lambda exc: self._error(exc, "read", path), (self._client_error, self._botocore_error))
         return io.BufferedReader(raw, READ_BUFFER)
 
     def list(self, prefix: str = "") -> Iterator[ArtifactInfo]:
@@ -227,59 +227,3 @@ class S3ArtifactStore(ArtifactStore):
 
 def _code(exc: Any) -> str:
     return str(exc.response.get("Error", {}).get("Code", exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")))
-
-
-class _BodyReader(io.RawIOBase):
-    """A raw binary stream over an SDK response body with ``read(n)`` and ``close()``."""
-
-    def __init__(self, body: Any, convert: Callable[[Exception], MLPlatformError], errors: tuple[type[Exception], ...]) -> None:
-        self._body = body
-        self._convert = convert
-        self._errors = errors
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        try:
-            data = self._body.read(len(buffer))
-        except self._errors as exc:
-            raise self._convert(exc) from None
-        buffer[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._body.close()
-        super().close()
-
-
-class _FullReads(io.RawIOBase):
-    """``read(n)`` that returns ``n`` bytes unless the stream ends.
-
-    A request body read from a socket may return fewer; the SDK would take a short read for the
-    end of a part (or, before the first part, of the file, and then read the rest whole).
-    """
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self._stream = stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            return b"".join(iter(lambda: self.read(READ_BUFFER), b""))
-        parts, remaining = [], size
-        while remaining > 0:
-            data = self._stream.read(remaining)
-            if not data:
-                break
-            parts.append(data)
-            remaining -= len(data)
-        return b"".join(parts)

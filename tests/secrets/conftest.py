@@ -14,7 +14,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import requests
 
 from mlplatform.core.plugins import BUILTIN_PLUGINS, PlatformPluginManager, build_plugin_manager
 from tests.conftest import free_port, service_missing
+from tests.servers import stop_process, wait_until_up
 
 START_TIMEOUT = 30.0
 
@@ -70,27 +70,9 @@ def _start(binary: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str, st
 
 
 def _wait_healthy(process: subprocess.Popen[bytes], url: str) -> bool:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        try:
-            if requests.get(f"{url}/v1/sys/health", timeout=1).status_code == 200:
-                return True
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    return False
+    return wait_until_up(process, lambda: requests.get(f"{url}/v1/sys/health", timeout=1).status_code == 200, START_TIMEOUT)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()  # SIGTERM to this pid only
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +89,7 @@ def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
         process, url, token, log_file = _start(binary, workdir)
         if _wait_healthy(process, url):
             break
-        _stop(process)
+        stop_process(process)
     else:
         pytest.fail(f"bao server -dev did not become healthy; its log:\n{log_file.read_text()[-3000:]}")
     admin = hvac.Client(url=url, token=token)
@@ -115,7 +97,7 @@ def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
         yield BaoServer(url=url, root_token=token, admin=admin, log_file=log_file)
     finally:
         admin.adapter.close()
-        _stop(process)
+        stop_process(process)
 
 
 @pytest.fixture

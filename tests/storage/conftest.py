@@ -17,7 +17,6 @@ import contextlib
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import pytest
 import requests
 
 from tests.conftest import free_port, service_missing
+from tests.servers import stop_process, wait_until_up
 
 # The contract's asserts live outside test modules; have pytest explain their failures too.
 pytest.register_assert_rewrite("tests.storage.contract")
@@ -143,26 +143,10 @@ def _start_azurite(binary: str, workdir: Path) -> tuple[subprocess.Popen[bytes],
 
 
 def _wait_listening(process: subprocess.Popen[bytes], blob_url: str) -> bool:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        try:
-            requests.get(f"{blob_url}?comp=list", timeout=1)  # any answer (403: unsigned) means it is up
-            return True
-        except requests.RequestException:
-            time.sleep(0.2)
-    return False
+    # any answer (403: unsigned) means it is up
+    return wait_until_up(process, lambda: requests.get(f"{blob_url}?comp=list", timeout=1) is not None, START_TIMEOUT)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()  # SIGTERM to this pid only
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -179,13 +163,13 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteServer]
         process, blob_url, log_file = _start_azurite(binary, workdir)
         if _wait_listening(process, blob_url):
             break
-        _stop(process)
+        stop_process(process)
     else:
         pytest.fail(f"azurite-blob did not start; its log:\n{log_file.read_text()[-3000:]}")
     try:
         yield AzuriteServer(blob_url=blob_url, pid=process.pid, log_file=log_file)
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 @pytest.fixture
