@@ -12,16 +12,18 @@ from flask_smorest import Api
 
 import mlplatform
 from api import errors, security
+from api.portal import session as portal_session
+from api.portal import views as portal_views
 from api.metrics import Metrics
 from mlplatform.core.platform import Platform
 
 
 def create_app(platform: Platform | None = None, **flask_config: Any) -> Flask:
     """Build the app. Without ``platform``, one is built from ``MLPLATFORM_CONFIG`` (or the default)."""
-    from api.views import artifacts, audit, experiments, identity, operations, projects, run_queries, runs
+    from api.views import artifacts, audit, deployments, experiments, identity, operations, projects, run_queries, runs
 
     platform = platform or Platform.from_file()
-    app = Flask("mlplatform")
+    app = Flask("mlplatform", static_folder=None)
     app.config.update(
         API_TITLE="mlplatform",
         API_VERSION=mlplatform.__version__,
@@ -53,10 +55,12 @@ def create_app(platform: Platform | None = None, **flask_config: Any) -> Flask:
     errors.register(app)  # after Api(): our handlers replace flask-smorest's
     app.extensions["mlplatform_metrics"] = Metrics(app, platform)
     security.install(app)
-    for module in (operations, identity, projects, audit, experiments, runs, run_queries, artifacts):
+    for module in (operations, identity, projects, audit, experiments, runs, run_queries, artifacts, deployments):
         api.register_blueprint(module.blp)
     _public_spec(app)
     _root_aliases(app)
+    portal_session.configure(app, platform)
+    app.register_blueprint(portal_views.bp)
     if platform.config["jobs"]["backend"] == "inline":
         # Jobs left running or queued by a server process that died run again here;
         # with the rq backend the workers do this themselves.

@@ -6,7 +6,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, make_response, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from mlplatform.core.errors import MLPlatformError, RateLimited
@@ -17,12 +17,23 @@ WWW_AUTHENTICATE = 'Bearer realm="mlplatform"'
 
 
 def error_response(status: int, message: str, errors: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Response:
+    if request.blueprint == "portal":
+        return portal_error(status, message)
     response = jsonify({"code": status, "status": HTTPStatus(status).phrase, "message": message, "errors": errors or {}})
     response.status_code = status
     for key, value in (headers or {}).items():
         response.headers[key] = value
     if status == 401 and "WWW-Authenticate" not in response.headers:
         response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+    return response
+
+
+def portal_error(status: int, message: str) -> Response:
+    """Pages answer people: sign in again on 401, an error page otherwise."""
+    if status == 401:
+        return redirect(url_for("portal.login", next=request.full_path if request.method == "GET" else None))
+    response = make_response(render_template("portal/error.html", status=status, phrase=HTTPStatus(status).phrase, message=message))
+    response.status_code = status
     return response
 
 

@@ -11,12 +11,14 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, request
 
+from api.portal import session as portal_session
 from mlplatform.core.backends import Identity
 from mlplatform.core.errors import AuthenticationError, PermissionDenied
 from mlplatform.core.services import access
 from mlplatform.core.services.identity import user_for_identity
 
 F = TypeVar("F", bound=Callable[..., Any])
+PORTAL = "portal"
 ATTRIBUTE = "_mlp_permission"
 
 
@@ -42,6 +44,8 @@ def permission_for(view_function: Callable[..., Any], method: str) -> access.Per
 
 def authenticate() -> Identity | None:
     platform = current_app.extensions["mlplatform"]
+    if request.blueprint == PORTAL and "Authorization" not in request.headers:
+        return portal_session.identity_from_session(platform)
     for backend in platform.auth_backends:
         identity = backend.identity_from_request(request)
         if identity is not None:
@@ -58,10 +62,14 @@ def check_request() -> None:
     g.project = None
     if request.routing_exception is not None or request.endpoint is None:
         return  # 404/405 answer with the error shape, whoever asks
+    if request.endpoint == "static" or request.endpoint.endswith(".static"):
+        return  # stylesheets, scripts and the vendored chart library
     view = current_app.view_functions[request.endpoint]
     permission = permission_for(view, request.method)
     if permission is None:
         raise PermissionDenied(f"route {request.url_rule} declares no permission for {request.method}; denied by default")
+    if request.blueprint == PORTAL:
+        portal_session.check_csrf()
     if permission.scope == "public":
         return
     identity = authenticate()

@@ -484,10 +484,11 @@ def bench_backend(backend: str, args: argparse.Namespace, log: Any) -> dict[str,
 
         # warm-up: a little of every workload on 4 connections, so lazy imports and pools are done
         warm = metric_batches(5, 400, rng)
+        warm_small = metric_batches(5, 10, rng)[0]  # MLflow counts params and tags against the 1000
         for a in apis:
             exp = a.create_experiment(sessions[a.name], "warm-up")
             ingest(a, exp, 8, 4, warm)
-            run = a.create_run(sessions[a.name], exp, "warm", metrics=warm[0], params={"p0": "x"}, tags={"t": "1"})
+            run = a.create_run(sessions[a.name], exp, "warm", metrics=warm_small, params={"p0": "x"}, tags={"t": "1"})
             a.search(sessions[a.name], exp)
             a.history(sessions[a.name], run, "m0")
         log(f"[{backend}] warmed up")

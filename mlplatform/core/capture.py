@@ -130,8 +130,8 @@ class Capture:
     def flush(self, timeout: float = 30.0) -> bool:
         """Write everything submitted so far; False if that took longer than ``timeout``."""
         marker = _Flush()
-        self._queue.put(marker, timeout=timeout)
         self._ensure_thread()
+        self._queue.put(marker, timeout=timeout)
         return marker.done.wait(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
@@ -154,7 +154,6 @@ class Capture:
     def _run(self) -> None:
         pending: list[CaptureRecord] = []
         deadline = 0.0
-        idle_since = time.monotonic()
         while True:
             timeout = max(0.0, deadline - time.monotonic()) if pending else IDLE_EXIT_S
             try:
@@ -165,11 +164,11 @@ class Capture:
                 if not pending:
                     deadline = time.monotonic() + self.flush_interval
                 pending.append(item)
-                idle_since = time.monotonic()
-                if len(pending) < MAX_BATCH_RECORDS:
-                    continue
-            if pending and (item is not None and not isinstance(item, CaptureRecord) or len(pending) >= MAX_BATCH_RECORDS
-                            or time.monotonic() >= deadline):
+                if len(pending) >= MAX_BATCH_RECORDS or time.monotonic() >= deadline:
+                    self._write(pending)
+                    pending = []
+                continue
+            if pending:  # the flush interval is up, or a flush or stop was asked for
                 self._write(pending)
                 pending = []
             if isinstance(item, _Flush):
@@ -178,7 +177,7 @@ class Capture:
                 with self._lock:
                     self._thread = None
                 return
-            elif item is None and not pending and time.monotonic() - idle_since >= IDLE_EXIT_S:
+            elif item is None and timeout == IDLE_EXIT_S:
                 with self._lock:
                     if self._queue.empty():  # submit() puts before it checks the thread
                         self._thread = None

@@ -84,6 +84,10 @@ class ServerSchema(_Strict):
     workers = fields.Integer(load_default=None, validate=validate.Range(min=1))
     max_content_length = fields.Integer(load_default=16 * 1024 * 1024, validate=validate.Range(min=1024))
     bootstrap_admin = fields.String(load_default="admin")
+    secret_key = fields.String(
+        load_default=None, metadata={"secret": True, "description": "signs portal sessions; default: a key kept in data_dir"}
+    )
+    secure_cookies = fields.Boolean(load_default=False, metadata={"description": "send the portal cookie over HTTPS only"})
 
 
 class PluginsSchema(_Strict):

@@ -49,13 +49,17 @@ class KubernetesConfig(Schema):
 
     namespace = fields.String(required=True, validate=_dns_label, metadata={"description": "namespace of every object"})
     image = fields.String(
-        required=True, validate=validate.Length(min=1), metadata={"description": "model-server image, e.g. registry/mlplatform:1.0"}
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={"description": "model-server image, e.g. registry/mlplatform:1.0"},
     )
     image_pull_policy = fields.String(
         load_default="IfNotPresent", validate=validate.OneOf(["Always", "IfNotPresent", "Never"])
     )
     image_pull_secrets = fields.List(
-        fields.String(validate=_dns_subdomain), load_default=list, metadata={"description": "Secret names for a private registry"}
+        fields.String(validate=_dns_subdomain),
+        load_default=list,
+        metadata={"description": "Secret names for a private registry"},
     )
     replicas = fields.Integer(
         load_default=1, validate=validate.Range(min=1), metadata={"description": "replicas when not autoscaling"}
@@ -64,44 +68,69 @@ class KubernetesConfig(Schema):
         load_default=None, validate=validate.Range(min=1), metadata={"description": "HPA minimum; default: replicas"}
     )
     max_replicas = fields.Integer(
-        load_default=None, validate=validate.Range(min=1), metadata={"description": "HPA maximum; default: min_replicas (no scaling)"}
+        load_default=None,
+        validate=validate.Range(min=1),
+        metadata={"description": "HPA maximum; default: min_replicas (no scaling)"},
     )
     target_cpu_utilization = fields.Integer(
-        load_default=80, validate=validate.Range(min=1, max=1000), metadata={"description": "HPA target, % of the CPU request"}
+        load_default=80,
+        validate=validate.Range(min=1, max=1000),
+        metadata={"description": "HPA target, % of the CPU request"},
     )
     resources = fields.Nested(
-        ResourcesSchema, load_default=lambda: {k: dict(v) for k, v in DEFAULT_RESOURCES.items()},
+        ResourcesSchema,
+        load_default=lambda: {k: dict(v) for k, v in DEFAULT_RESOURCES.items()},
         metadata={"description": "container requests/limits (cpu, memory); spec.resources overrides per version"},
     )
     port = fields.Integer(load_default=8080, validate=validate.Range(min=1, max=65535))
-    service_type = fields.String(load_default="ClusterIP", validate=validate.OneOf(["ClusterIP", "NodePort", "LoadBalancer"]))
+    service_type = fields.String(
+        load_default="ClusterIP", validate=validate.OneOf(["ClusterIP", "NodePort", "LoadBalancer"])
+    )
     service_url_template = fields.String(
         load_default="http://{name}.{namespace}.svc:{port}",
         metadata={"description": "base URL predict() posts to; placeholders {name}, {namespace}, {port}"},
     )
-    kubeconfig = fields.String(load_default=None, metadata={"description": "kubeconfig file; default: ~/.kube/config or KUBECONFIG"})
-    context = fields.String(load_default=None, metadata={"description": "kubeconfig context; default: its current context"})
-    in_cluster = fields.Boolean(load_default=False, metadata={"description": "use the pod's service account instead of a kubeconfig"})
+    kubeconfig = fields.String(
+        load_default=None, metadata={"description": "kubeconfig file; default: ~/.kube/config or KUBECONFIG"}
+    )
+    context = fields.String(
+        load_default=None, metadata={"description": "kubeconfig context; default: its current context"}
+    )
+    in_cluster = fields.Boolean(
+        load_default=False, metadata={"description": "use the pod's service account instead of a kubeconfig"}
+    )
     field_manager = fields.String(load_default="mlplatform", validate=validate.Length(min=1, max=128))
-    service_account = fields.String(load_default=None, validate=_dns_subdomain, metadata={"description": "the pods' service account"})
+    service_account = fields.String(
+        load_default=None, validate=_dns_subdomain, metadata={"description": "the pods' service account"}
+    )
     platform_url = fields.String(
         load_default=None, metadata={"description": "MLPLATFORM_URL for the model server: where it fetches the model"}
     )
     token_secret = fields.String(
-        load_default=None, validate=_dns_subdomain,
-        metadata={"description": "name of a Secret in the namespace holding the model server's API token (MLPLATFORM_TOKEN)"},
+        load_default=None,
+        validate=_dns_subdomain,
+        metadata={
+            "description": "name of a Secret in the namespace holding the model server's API token (MLPLATFORM_TOKEN)"
+        },
     )
     token_secret_key = fields.String(load_default="token", metadata={"description": "key of the token in token_secret"})
-    env = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict, metadata={"description": "extra env"})
-    labels = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict, metadata={"description": "extra labels"})
+    env = fields.Dict(
+        keys=fields.String(), values=fields.String(), load_default=dict, metadata={"description": "extra env"}
+    )
+    labels = fields.Dict(
+        keys=fields.String(), values=fields.String(), load_default=dict, metadata={"description": "extra labels"}
+    )
     annotations = fields.Dict(
         keys=fields.String(), values=fields.String(), load_default=dict, metadata={"description": "extra annotations"}
     )
     readiness_timeout_s = fields.Integer(
-        load_default=600, validate=validate.Range(min=10),
+        load_default=600,
+        validate=validate.Range(min=10),
         metadata={"description": "Deployment progressDeadlineSeconds: not ready by then -> failed"},
     )
-    request_timeout_s = fields.Float(load_default=30.0, validate=validate.Range(min=0.1), metadata={"description": "API and predict calls"})
+    request_timeout_s = fields.Float(
+        load_default=30.0, validate=validate.Range(min=0.1), metadata={"description": "API and predict calls"}
+    )
 
     @validates_schema
     def _consistent(self, data: dict[str, Any], **_: Any) -> None:
@@ -115,4 +144,6 @@ class KubernetesConfig(Schema):
         try:
             template.format(name="n", namespace="ns", port=1)
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValidationError(f"bad placeholder {exc}; use {{name}}, {{namespace}}, {{port}}", "service_url_template") from None
+            raise ValidationError(
+                f"bad placeholder {exc}; use {{name}}, {{namespace}}, {{port}}", "service_url_template"
+            ) from None

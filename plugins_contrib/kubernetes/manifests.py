@@ -128,7 +128,11 @@ def _sizing(spec: DeploymentSpec, settings: Mapping[str, Any]) -> tuple[dict[str
         for kind in ("requests", "limits"):
             if override.get(kind):
                 resources[kind].update(QuantitiesSchema().load(override[kind]))
-        counts = {key: int(override[key]) for key in ("replicas", "min_replicas", "max_replicas") if override.get(key) is not None}
+        counts = {
+            key: int(override[key])
+            for key in ("replicas", "min_replicas", "max_replicas")
+            if override.get(key) is not None
+        }
     except (ValidationError, TypeError, ValueError) as exc:
         raise InvalidInput(f"bad resources for the kubernetes target: {exc}") from None
     if any(value < 1 for value in counts.values()):

@@ -71,7 +71,9 @@ class KubernetesTarget(DeploymentTarget):
             import kubernetes.config
             import urllib3.exceptions
         except ImportError as exc:
-            raise ImportError(f"the 'kubernetes' deployment target needs the kubernetes client: {INSTALL_HINT}") from exc
+            raise ImportError(
+                f"the 'kubernetes' deployment target needs the kubernetes client: {INSTALL_HINT}"
+            ) from exc
         self.settings = KubernetesConfig().load(self.options)
         self._client = kubernetes.client
         self._api_exception = kubernetes.client.ApiException
@@ -136,7 +138,9 @@ class KubernetesTarget(DeploymentTarget):
             raise NotFound(f"{ref!r} is not a kubernetes target reference (<namespace>/<name>)")
         namespace, name = parsed
         url = self.service_url(namespace, name) + "/predict"
-        body = batch.to_json(orient="records", date_format="iso") if hasattr(batch, "to_json") else json.dumps(list(batch))
+        body = (
+            batch.to_json(orient="records", date_format="iso") if hasattr(batch, "to_json") else json.dumps(list(batch))
+        )
         payload = '{"records": ' + body + "}"
         timeout = self.settings["request_timeout_s"]
         try:
@@ -156,7 +160,11 @@ class KubernetesTarget(DeploymentTarget):
 
     def service_url(self, namespace: str, name: str) -> str:
         """The base URL of a version's Service, from ``service_url_template``."""
-        return self.settings["service_url_template"].format(name=name, namespace=namespace, port=self.settings["port"]).rstrip("/")
+        return (
+            self.settings["service_url_template"]
+            .format(name=name, namespace=namespace, port=self.settings["port"])
+            .rstrip("/")
+        )
 
     # --- API calls ------------------------------------------------------------------------------
 
@@ -185,7 +193,11 @@ class KubernetesTarget(DeploymentTarget):
                 # Raw JSON, not the client's models: status() reads a few fields of it, and
                 # a newer API server's fields cannot break deserialisation.
                 response = method(
-                    name, namespace, _preload_content=False, _request_timeout=self.settings["request_timeout_s"], **kwargs
+                    name,
+                    namespace,
+                    _preload_content=False,
+                    _request_timeout=self.settings["request_timeout_s"],
+                    **kwargs,
                 )
             except self._api_exception as exc:
                 if missing_ok and exc.status == 404:
@@ -238,10 +250,14 @@ def deployment_status(deployment: Mapping[str, Any]) -> TargetStatus:
     details = {"replicas": counts, "conditions": list(conditions.values())}
     progressing = conditions.get("Progressing") or {}
     if progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
-        return TargetStatus("failed", progressing.get("message") or "the rollout exceeded its progress deadline", details)
+        return TargetStatus(
+            "failed", progressing.get("message") or "the rollout exceeded its progress deadline", details
+        )
     replica_failure = conditions.get("ReplicaFailure") or {}
     if replica_failure.get("status") == "True":
-        return TargetStatus("failed", replica_failure.get("message") or "the Deployment could not create its pods", details)
+        return TargetStatus(
+            "failed", replica_failure.get("message") or "the Deployment could not create its pods", details
+        )
     seen = int(status.get("observedGeneration", 0)) >= int(meta.get("generation", 0))
     available = (conditions.get("Available") or {}).get("status") == "True"
     if (

@@ -33,7 +33,9 @@ def write_kubeconfig(path: Path, server: str, token: str = TOKEN) -> Path:
         "kind": "Config",
         "clusters": [{"name": "emulator", "cluster": {"server": server}}],
         "users": [{"name": "tester", "user": {"token": token}}],
-        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "tester", "namespace": "default"}}],
+        "contexts": [
+            {"name": "emulator", "context": {"cluster": "emulator", "user": "tester", "namespace": "default"}}
+        ],
         "current-context": "emulator",
     }
     path.write_text(yaml.safe_dump(config))
@@ -53,7 +55,14 @@ def make_target(kubeconfig: Path) -> Iterator[Callable[..., Any]]:
     made: list[KubernetesTarget] = []
 
     def make(**options: Any) -> KubernetesTarget:
-        target = KubernetesTarget({"namespace": "models", "image": "registry.example/mlplatform:1.0", "kubeconfig": str(kubeconfig), **options})
+        target = KubernetesTarget(
+            {
+                "namespace": "models",
+                "image": "registry.example/mlplatform:1.0",
+                "kubeconfig": str(kubeconfig),
+                **options,
+            }
+        )
         made.append(target)
         return target
 

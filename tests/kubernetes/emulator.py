@@ -77,7 +77,7 @@ class KubernetesApiEmulator:
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, name="k8s-emulator", daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="k8s-emulator", daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -114,7 +114,9 @@ class KubernetesApiEmulator:
 
     # --- request handling ------------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], raw: bytes) -> tuple[int, Any]:
+    def handle(
+        self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], raw: bytes
+    ) -> tuple[int, Any]:
         body: Any = None
         if raw:
             try:
@@ -142,12 +144,22 @@ class KubernetesApiEmulator:
                 return self._apply(key, query, headers, body)
             return _status(405, "MethodNotAllowed", f"{method} is not supported by the emulator")
 
-    def _apply(self, key: tuple[str, str, str], query: dict[str, list[str]], headers: dict[str, str], body: Any) -> tuple[int, Any]:
+    def _apply(
+        self, key: tuple[str, str, str], query: dict[str, list[str]], headers: dict[str, str], body: Any
+    ) -> tuple[int, Any]:
         plural, ns, name = key
         if headers.get("content-type", "").split(";")[0].strip() != "application/apply-patch+yaml":
-            return _status(415, "UnsupportedMediaType", f"the emulator only accepts server-side apply, not {headers.get('content-type')}")
+            return _status(
+                415,
+                "UnsupportedMediaType",
+                f"the emulator only accepts server-side apply, not {headers.get('content-type')}",
+            )
         if not query.get("fieldManager"):
-            return _status(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch")
+            return _status(
+                422,
+                "Invalid",
+                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
+            )
         if ns not in self.namespaces:
             return _status(404, "NotFound", f'namespaces "{ns}" not found')
         if not isinstance(body, dict) or body.get("kind") != _KINDS[plural]:
@@ -176,7 +188,15 @@ class KubernetesApiEmulator:
 
 
 def _status(code: int, reason: str, message: str) -> tuple[int, dict[str, Any]]:
-    return code, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code}
+    return code, {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
 
 
 def _not_found(plural: str, name: str) -> tuple[int, dict[str, Any]]:

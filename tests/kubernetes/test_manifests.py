@@ -179,7 +179,16 @@ def test_container_runs_the_model_server_with_probes() -> None:
     c = container(rendered())
     assert c["image"] == "registry.example/mlplatform:1.0"
     assert c["command"] + c["args"] == [
-        "mlplatform", "model-server", "--project", "churn", "--model", "iris", "--version", "3", "--port", "8080"
+        "mlplatform",
+        "model-server",
+        "--project",
+        "churn",
+        "--model",
+        "iris",
+        "--version",
+        "3",
+        "--port",
+        "8080",
     ]
     assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
@@ -198,7 +207,10 @@ def test_full_options_reach_the_manifests() -> None:
     assert c["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}
     assert c["env"] == [
         {"name": "MLPLATFORM_URL", "value": "http://mlplatform.ml-prod.svc:8000"},
-        {"name": "MLPLATFORM_TOKEN", "valueFrom": {"secretKeyRef": {"name": "mlplatform-model-server", "key": "api-token"}}},
+        {
+            "name": "MLPLATFORM_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "mlplatform-model-server", "key": "api-token"}},
+        },
         {"name": "OMP_NUM_THREADS", "value": "2"},
     ]
     assert manifests.service["spec"]["type"] == "LoadBalancer"
@@ -231,7 +243,9 @@ def test_bad_version_resources_are_invalid_input() -> None:
     with pytest.raises(InvalidInput, match=">= 1"):
         rendered(the_spec=spec(resources={"replicas": 0}))
     with pytest.raises(InvalidInput, match="CPU request"):
-        rendered({"namespace": "models", "image": "i:1", "max_replicas": 4, "resources": {"requests": {"memory": "1Gi"}}})
+        rendered(
+            {"namespace": "models", "image": "i:1", "max_replicas": 4, "resources": {"requests": {"memory": "1Gi"}}}
+        )
 
 
 # --- options ----------------------------------------------------------------------------------------

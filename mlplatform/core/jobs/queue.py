@@ -21,7 +21,10 @@ if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
 
 #: Job name -> ``"module:function"``. Features add their jobs here; nothing registers on import.
-HANDLERS: dict[str, str] = {}
+HANDLERS: dict[str, str] = {
+    "deploy_version": "mlplatform.core.services.deployment_jobs:deploy_version",
+    "undeploy_deployment": "mlplatform.core.services.deployment_jobs:undeploy_deployment",
+}
 
 HandlerRef = str | Callable[..., Any]
 

@@ -302,7 +302,7 @@ def request_deploy(
         )
     if not isinstance(weight, int) or isinstance(weight, bool) or not 1 <= weight <= 100:
         raise Unprocessable("weight must be an integer from 1 to 100", errors={"weight": ["must be 1-100"]})
-    model, version = registry.resolve_version(session, project, model_name, ref)
+    model, version = registry.resolve_version(session, get_project(session, project), model_name, ref)
     check_deployable(version, model_name)
     deployment = find_deployment(session, project, model_name, env_name, lock=True)
     check_if_match(deployment, if_match)

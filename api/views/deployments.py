@@ -1,0 +1,241 @@
+"""Deployments of a model per environment, and the prediction gateway.
+
+PUT and DELETE answer 202 with the deployment (the work runs as a job) and an ``ETag``;
+both honour ``If-Match`` (412 when the deployment changed). ``predict`` is the hot route:
+it skips marshmallow (the schemas below only document it), reads the body under
+``gateway.max_body_bytes`` and answers with a plain JSON response.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, ValidationError, fields, validate
+from prometheus_client.core import CounterMetricFamily
+
+from api.security import requires
+from api.views.common import API_PREFIX, caller, platform
+from mlplatform.core.db.deployments import DEPLOYMENT_STATUSES
+from mlplatform.core.errors import InvalidInput, PayloadTooLarge
+from mlplatform.core.gateway import Gateway
+from mlplatform.core.services import access
+from mlplatform.core.services import deployments as service
+
+blp = Blueprint(
+    "deployments", __name__, url_prefix=f"{API_PREFIX}/projects",
+    description="Deployments of model versions per environment, and predictions through the gateway",
+)
+
+GATEWAY = "mlplatform_gateway"
+
+
+class VersionRef(fields.Field):
+    """A version number or a string (``"3"``, ``"v3"``, ``"latest"``, an alias)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int | str:
+        if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
+            raise ValidationError("a version number, 'v<N>', 'latest' or an alias")
+        return value
+
+
+class DeploySchema(Schema):
+    version = VersionRef(
+        required=True, metadata={"oneOf": [{"type": "integer"}, {"type": "string"}], "description": "3, 'v3', 'latest' or an alias"}
+    )
+    weight = fields.Integer(
+        load_default=100, validate=validate.Range(min=1, max=100),
+        metadata={"description": "Traffic share once healthy; below 100 the versions serving share the rest"},
+    )
+
+
+class TrafficSchema(Schema):
+    version = fields.Integer()
+    version_id = fields.Integer()
+    weight = fields.Integer()
+    status = fields.String()
+    status_message = fields.String()
+    target_ref = fields.String(allow_none=True)
+    deployed_at = fields.String(allow_none=True)
+
+
+class EventSchema(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    version_id = fields.Integer(allow_none=True)
+    message = fields.String()
+    details = fields.Dict()
+    actor = fields.String()
+    occurred_at = fields.String()
+
+
+class DeploymentSchema(Schema):
+    id = fields.Integer()
+    project = fields.String()
+    model = fields.String()
+    environment = fields.String()
+    target = fields.String()
+    status = fields.String(metadata={"enum": list(DEPLOYMENT_STATUSES)})
+    status_message = fields.String()
+    revision = fields.Integer(metadata={"description": "Also the ETag"})
+    traffic = fields.List(fields.Nested(TrafficSchema))
+    events = fields.List(fields.Nested(EventSchema), metadata={"description": "Latest first; single GET only"})
+    created_at = fields.String()
+    updated_at = fields.String()
+    updated_by = fields.String()
+
+
+class DeploymentListSchema(Schema):
+    items = fields.List(fields.Nested(DeploymentSchema))
+    next_page_token = fields.String(allow_none=True)
+
+
+class PredictRequestSchema(Schema):
+    instances = fields.List(fields.Dict(), metadata={"description": "Records: one object per row"})
+    columns = fields.List(fields.String(), metadata={"description": "Split: column names, with data"})
+    data = fields.List(fields.List(fields.Raw()), metadata={"description": "Split: rows of values, in column order"})
+
+
+class PredictResponseSchema(Schema):
+    predictions = fields.List(fields.Raw())
+    version = fields.Integer()
+    request_id = fields.String()
+
+
+IF_MATCH = {
+    "in": "header", "name": "If-Match", "required": False, "schema": {"type": "string"},
+    "description": "The ETag of the deployment as you read it; 412 if it changed since",
+}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A compact JSON response without a schema pass; numpy scalars become plain numbers."""
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=_plain)
+    return Response(text, status=status, headers=headers, mimetype="application/json")
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _deployment_response(view: service.DeploymentView, status: int = 200) -> Response:
+    return json_response(view.to_dict(), status, {"ETag": view.etag})
+
+
+def gateway() -> Gateway:
+    return current_app.extensions[GATEWAY]  # type: ignore[no-any-return]
+
+
+@blp.record_once
+def _install_gateway(state: Any) -> None:
+    app: Flask = state.app
+    app.extensions[GATEWAY] = Gateway(app.extensions["mlplatform"])
+    metrics = app.extensions.get("mlplatform_metrics")
+    if metrics is not None:
+        metrics.registry.register(_CaptureCollector(app.extensions[GATEWAY]))
+
+
+class _CaptureCollector:
+    """``mlplatform_capture_dropped_total``: records the full capture buffer turned away."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gateway = gw
+
+    def collect(self) -> Any:
+        family = CounterMetricFamily("mlplatform_capture_dropped", "Inference records dropped because the capture buffer was full")
+        family.add_metric([], self.gateway.capture.dropped)
+        yield family
+
+    def describe(self) -> Any:
+        return []
+
+
+@blp.route("/<project>/deployments")
+class ProjectDeployments(MethodView):
+    @requires(access.project_role("viewer"))
+    @blp.response(200, DeploymentListSchema)
+    def get(self, project: str) -> Response:
+        """List the project's deployments with their status and traffic (versions and weights)"""
+        with platform().db.read() as session:
+            views = service.list_deployments(session, project)
+            return json_response({"items": [v.to_dict() for v in views], "next_page_token": None})
+
+
+@blp.route("/<project>/models/<model>/deployments/<env>")
+class DeploymentByEnvironment(MethodView):
+    @requires(access.project_role("viewer"))
+    @blp.response(200, DeploymentSchema, headers={"ETag": {"schema": {"type": "string"}}})
+    def get(self, project: str, model: str, env: str) -> Response:
+        """Get the deployment of a model in an environment, with its latest events"""
+        with platform().db.read() as session:
+            return _deployment_response(service.get_deployment(session, project, model, env))
+
+    @requires(access.project_role("developer"))
+    @blp.arguments(DeploySchema)
+    @blp.doc(parameters=[IF_MATCH])
+    @blp.response(202, DeploymentSchema)
+    def put(self, body: dict[str, Any], project: str, model: str, env: str) -> Response:
+        """Deploy a version or alias; once healthy it takes its weight (default: all traffic)"""
+        with platform().db.write() as session:
+            view = service.request_deploy(
+                session, caller(), project, model, env, body["version"], weight=body["weight"],
+                if_match=request.headers.get("If-Match"), platform=platform(),
+            )
+            return _deployment_response(view, 202)
+
+    @requires(access.project_role("developer"))
+    @blp.doc(parameters=[IF_MATCH])
+    @blp.response(202, DeploymentSchema)
+    def delete(self, project: str, model: str, env: str) -> Response:
+        """Undeploy: every version leaves traffic and the deployment is retired"""
+        with platform().db.write() as session:
+            view = service.request_undeploy(
+                session, caller(), project, model, env, if_match=request.headers.get("If-Match"), platform=platform()
+            )
+            return _deployment_response(view, 202)
+
+
+@blp.route("/<project>/models/<model>/deployments/<env>/predict")
+class Predict(MethodView):
+    @requires(access.project_role("viewer"))
+    @blp.doc(
+        requestBody={"required": True, "content": {"application/json": {"schema": PredictRequestSchema}}},
+        parameters=[{
+            "in": "header", "name": "X-MLPlatform-Version", "required": False, "schema": {"type": "string"},
+            "description": "Pin a version (3 or v3) instead of the traffic split (gateway.version_header)",
+        }],
+    )
+    @blp.response(200, PredictResponseSchema)
+    def post(self, project: str, model: str, env: str) -> Response:
+        """Predict with the deployment: records or columns in, one prediction per row out"""
+        gw = gateway()
+        identity = caller()
+        gw.check_rate(str(identity.token_id) if identity.token_id is not None else f"user:{identity.username}")
+        body = _read_json(gw.max_body_bytes)
+        request_id = g.request_id
+        result = gw.predict(project, model, env, body, pin=request.headers.get(gw.version_header), request_id=request_id)
+        return json_response(
+            {"predictions": result.predictions, "version": result.version, "request_id": request_id},
+            headers={gw.version_header: str(result.version)},
+        )
+
+
+def _read_json(limit: int) -> Any:
+    """The request's JSON body, read no further than ``limit`` bytes (413 beyond)."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"the body is {length} bytes; the gateway takes at most {limit}")
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes, the gateway's limit")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from None

@@ -1,0 +1,379 @@
+"""Model versions: numbered per model, immutable files, lineage frozen at registration.
+
+A version's files live at ``projects/<project id>/models/<model id>/versions/<N>/`` in the
+artifact store (the model's id, not its name: a deleted and re-created model never meets the
+old files). Two ways in, one life cycle:
+
+- from a run (``register_from_run``): the run's artifact subfolder is COPIED into the
+  version's folder, so changing the run's artifacts later never changes the version;
+- by upload: ``begin_version`` creates the version (status ``pending``, not finalized), the
+  caller ``upload_file``s each file (streamed), then ``finalize_version``.
+
+Finalizing records the flavor and the SHA-256 of the folder (``model_loading``'s digest) and
+enqueues the ``validate_model_version`` job, which loads the model OUTSIDE the API request
+(``registry_validation``) and moves the version to ``ready`` or ``failed`` with the reason.
+After finalizing, the files are read-only. An ``input_example`` given at registration is
+stored as ``input_example.json`` in the folder (``{"instances": [...]}``) before the digest,
+and the validation job predicts on it.
+
+These functions own their transactions where store I/O sits between database steps (they
+take the ``Platform``); the rest take the caller's session like every other service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mlplatform.core.backends import ArtifactInfo, ArtifactStore, Identity
+from mlplatform.core.db.base import utcnow
+from mlplatform.core.db.models import Project
+from mlplatform.core.db.registry import ModelAlias, ModelVersion, RegisteredModel
+from mlplatform.core.db.tracking import LatestMetric, Param, Run
+from mlplatform.core.errors import Conflict, InvalidInput, Unprocessable
+from mlplatform.core.model_loading import CHUNK, DESCRIPTOR, available_flavors, combine_digests, pick_flavor, store_sha256
+from mlplatform.core.services import access, artifacts
+from mlplatform.core.services.pagination import Page, paginate
+from mlplatform.core.services.registry import _audit, deployed_versions, get_model, merge_tags, resolve_version
+from mlplatform.core.services.tracking import load_run
+from mlplatform.core.signature import check_signature, infer_signature
+
+if TYPE_CHECKING:
+    from mlplatform.core.platform import Platform
+
+INPUT_EXAMPLE = "input_example.json"
+VALIDATE_JOB = "validate_model_version"
+MAX_EXAMPLE_ROWS = 100
+
+
+@dataclass
+class VersionView:
+    version: ModelVersion
+    model_name: str
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def finalized(self) -> bool:
+        return self.version.artifact_sha256 is not None
+
+
+@dataclass(frozen=True)
+class VersionSpec:
+    """What the caller says about a new version, checked before anything is written."""
+
+    flavor: str | None = None
+    signature: dict[str, Any] | None = None
+    input_example: list[dict[str, Any]] | None = None
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    run_id: str | None = None
+
+
+def version_prefix(project: Project | int, model: RegisteredModel | int, number: int) -> str:
+    project_id = project if isinstance(project, int) else project.id
+    model_id = model if isinstance(model, int) else model.id
+    return f"projects/{project_id}/models/{model_id}/versions/{number}/"
+
+
+def check_spec(
+    *, flavor: str | None = None, signature: Any = None, input_example: Any = None, description: str = "",
+    tags: Mapping[str, str] | None = None, run_id: str | None = None,
+) -> VersionSpec:
+    """A ``VersionSpec``: the signature normalised, or inferred from ``input_example``.
+
+    Raises ``InvalidInput`` naming the field. ``input_example`` is a list of records (at most
+    ``MAX_EXAMPLE_ROWS``); a given signature wins over the inferred one.
+    """
+    if input_example is not None:
+        if not isinstance(input_example, list) or not input_example or not all(isinstance(r, dict) for r in input_example):
+            raise InvalidInput("input_example must be a non-empty list of records (objects)", errors={"input_example": ["not a list of records"]})
+        if len(input_example) > MAX_EXAMPLE_ROWS:
+            raise InvalidInput(f"input_example holds at most {MAX_EXAMPLE_ROWS} rows", errors={"input_example": ["too many rows"]})
+    if signature is not None:
+        signature = check_signature(signature)
+    elif input_example is not None:
+        signature = infer_signature(input_example)
+    if tags is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+        raise InvalidInput("tags must map strings to strings", errors={"tags": ["not a string map"]})
+    return VersionSpec(flavor or None, signature, input_example, description or "", dict(tags or {}), run_id)
+
+
+# --- creating -----------------------------------------------------------------------------------
+
+
+def create_version_row(
+    session: Session, identity: Identity, project: Project, model_name: str, spec: VersionSpec, *,
+    source: Mapping[str, Any], platform: Platform | None = None,
+) -> ModelVersion:
+    """Insert the next version of ``model_name`` (status pending, not finalized), audited.
+
+    The model row is locked first, so concurrent registrations get consecutive numbers; the
+    unique (model, version) constraint backs that up. Lineage is read from ``spec.run_id``.
+    """
+    model = get_model(session, project, model_name, for_update=True)
+    number = (session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id)) or 0) + 1
+    version = ModelVersion(
+        model_id=model.id, version=number, status="pending", status_message="awaiting files", flavor=spec.flavor,
+        signature=spec.signature, artifact_uri=version_prefix(project, model, number), description=spec.description,
+        tags=spec.tags, archived=False, created_by=identity.username,
+    )
+    if spec.run_id is not None:
+        _freeze_lineage(session, version, load_run(session, project, spec.run_id))
+    session.add(version)
+    model.updated_at = utcnow()
+    session.flush()
+    _audit(session, identity, project, "model_version.create", "model_version", version.id,
+           {"model": model.name, "version": number, **source}, platform)
+    return version
+
+
+def _freeze_lineage(session: Session, version: ModelVersion, run: Run) -> None:
+    version.run_id = run.id
+    version.experiment_id = run.experiment_id
+    version.source_git_commit = run.source_git_commit
+    version.run_params = dict(session.execute(select(Param.key, Param.value).where(Param.run_id == run.id)).tuples())
+    version.run_metrics = dict(
+        session.execute(select(LatestMetric.key, LatestMetric.value).where(LatestMetric.run_id == run.id)).tuples()
+    )
+
+
+def begin_version(platform: Platform, identity: Identity, project_name: str, model_name: str, spec: VersionSpec,
+                  *, source: Mapping[str, Any] | None = None) -> VersionView:
+    """Create a version awaiting files (the upload flow's first step); writes ``input_example.json``."""
+    with platform.db.write() as session:
+        project = access.get_project(session, project_name)
+        version = create_version_row(session, identity, project, model_name, spec, source=source or {"source": "upload"}, platform=platform)
+        # The model row is locked, so this number is ours: clear whatever a rolled-back
+        # attempt left under it, then add the example.
+        platform.artifact_store.delete(version.artifact_uri.rstrip("/"))
+        if spec.input_example is not None:
+            _put_example(platform.artifact_store, version.artifact_uri, spec.input_example)
+    return VersionView(version, model_name)
+
+
+def register_from_run(platform: Platform, identity: Identity, project_name: str, model_name: str,
+                      run_id: str, artifact_path: str, spec: VersionSpec) -> VersionView:
+    """Register the run's ``artifact_path`` folder as the model's next version, finalized.
+
+    Checked before any row is written: the model and run exist, the folder holds files, its
+    flavor can be told (given, from ``mlplatform-model.json``, or detected). Then the version
+    row is committed, the files are copied (digested on the way) and the version finalized.
+    If the copy fails the version is marked failed with the reason and the error raised.
+    """
+    store = platform.artifact_store
+    folder = artifacts.normalise_path(artifact_path, allow_empty=True)
+    with platform.db.read() as session:
+        project = access.get_project(session, project_name)
+        get_model(session, project, model_name)
+        run = load_run(session, project, run_id)
+        source = f"{run.artifact_prefix.rstrip('/')}/" + (f"{folder}/" if folder else "")
+    files = list(store.list(source))
+    if not files:
+        raise Unprocessable(f"run {run_id!r} has no artifacts under {artifact_path!r}", errors={"artifact_path": ["no files"]})
+    relative = [info.path[len(source):] for info in files]
+    descriptor = _store_descriptor(store, source, relative)
+    spec = _complete_spec(platform, spec, descriptor, relative)
+    view = begin_version(platform, identity, project_name, model_name, spec,
+                         source={"source": "run", "run_id": run_id, "artifact_path": folder})
+    version = view.version
+    try:
+        entries = [(rel, _copy(store, info.path, version.artifact_uri + rel)) for info, rel in zip(files, relative)]
+        if spec.input_example is not None:
+            entries = [e for e in entries if e[0] != INPUT_EXAMPLE]
+            entries.append((INPUT_EXAMPLE, _put_example(store, version.artifact_uri, spec.input_example)))
+    except Exception as exc:
+        _mark_failed(platform, version.id, f"copying the run's artifacts failed: {type(exc).__name__}: {exc}")
+        raise
+    return finalize_version(platform, identity, project_name, model_name, version.version, digest=combine_digests(entries), spec=spec)
+
+
+def _complete_spec(platform: Platform, spec: VersionSpec, descriptor: Mapping[str, Any], files: list[str]) -> VersionSpec:
+    """``spec`` with the flavor picked (``InvalidInput`` if it cannot be) and the descriptor's signature as a fallback."""
+    name = spec.flavor or descriptor.get("flavor")
+    flavor = pick_flavor(available_flavors(platform), name, files).name
+    signature = spec.signature
+    if signature is None and descriptor.get("signature"):
+        signature = check_signature(descriptor["signature"])
+    return VersionSpec(flavor, signature, spec.input_example, spec.description, spec.tags, spec.run_id)
+
+
+def _store_descriptor(store: ArtifactStore, prefix: str, files: list[str]) -> dict[str, Any]:
+    if DESCRIPTOR not in files:
+        return {}
+    with store.open(prefix + DESCRIPTOR) as stream:
+        raw = stream.read(1024 * 1024)
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{DESCRIPTOR} is not valid JSON: {exc}", errors={"artifact": [f"bad {DESCRIPTOR}"]}) from None
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{DESCRIPTOR} must hold a JSON object", errors={"artifact": [f"bad {DESCRIPTOR}"]})
+    return data
+
+
+class _HashingReader:
+    """Reads through to ``stream`` and digests what passes."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.stream.read(size if size is not None and size >= 0 else CHUNK)
+        self.digest.update(chunk)
+        return chunk
+
+
+def _copy(store: ArtifactStore, source: str, destination: str) -> str:
+    """Copy one file within ``store`` (streamed); returns the hex SHA-256 of its bytes."""
+    with store.open(source) as stream:
+        reader = _HashingReader(stream)
+        store.put(destination, reader)  # type: ignore[arg-type]
+    return reader.digest.hexdigest()
+
+
+def _put_example(store: ArtifactStore, prefix: str, records: list[dict[str, Any]]) -> str:
+    data = json.dumps({"instances": records}, sort_keys=True, default=str).encode()
+    store.put(prefix + INPUT_EXAMPLE, io.BytesIO(data), len(data))
+    return hashlib.sha256(data).hexdigest()
+
+
+def _mark_failed(platform: Platform, version_id: int, reason: str) -> None:
+    with platform.db.write() as session:
+        version = session.get(ModelVersion, version_id)
+        if version is not None and version.status == "pending":
+            version.status, version.status_message, version.updated_at = "failed", reason, utcnow()
+
+
+# --- upload flow ----------------------------------------------------------------------------------
+
+
+def upload_file(platform: Platform, project_name: str, model_name: str, ref: str | int, path: str,
+                stream: IO[bytes], *, size: int | None, limit: int) -> ArtifactInfo:
+    """Stream one file into a version that is not finalized yet; ``Conflict`` once it is."""
+    with platform.db.read() as session:
+        _, version = resolve_version(session, access.get_project(session, project_name), model_name, ref)
+        if version.artifact_sha256 is not None or version.status != "pending":
+            raise Conflict(f"version {version.version} of {model_name!r} is finalized: its files cannot change")
+        prefix = version.artifact_uri
+    return artifacts.upload(platform.artifact_store, prefix, path, stream, size=size, limit=limit)
+
+
+def finalize_version(platform: Platform, identity: Identity, project_name: str, model_name: str, ref: str | int,
+                     *, digest: str | None = None, spec: VersionSpec | None = None) -> VersionView:
+    """Record the flavor and digest of the version's files and enqueue its validation job.
+
+    Idempotent: a finalized version is returned as it is. ``Unprocessable`` if no file was
+    uploaded; ``InvalidInput`` if the flavor cannot be told. ``digest`` and ``spec`` come from
+    ``register_from_run``, which has already computed them.
+    """
+    store = platform.artifact_store
+    with platform.db.read() as session:
+        project = access.get_project(session, project_name)
+        _, version = resolve_version(session, project, model_name, ref)
+        if version.artifact_sha256 is not None:
+            return version_views(session, model_name, [version])[0]
+        if version.status != "pending":
+            raise Conflict(f"version {version.version} of {model_name!r} is {version.status}: register a new version")
+        prefix, number = version.artifact_uri, version.version
+        current = VersionSpec(version.flavor, version.signature)
+    if spec is None or digest is None:
+        relative = [info.path[len(prefix):] for info in store.list(prefix)]
+        if not relative:
+            raise Unprocessable(f"version {number} of {model_name!r} has no files: upload them before finalizing", errors={"files": ["none"]})
+        spec = _complete_spec(platform, current, _store_descriptor(store, prefix, relative), relative)
+        digest = store_sha256(store, prefix)
+    with platform.db.write() as session:
+        project = access.get_project(session, project_name)
+        get_model(session, project, model_name, for_update=True)
+        _, version = resolve_version(session, project, model_name, number)
+        if version.artifact_sha256 is None:  # a concurrent finalize may have won
+            version.artifact_sha256, version.flavor, version.signature = digest, spec.flavor, spec.signature
+            version.status_message, version.updated_at = "validating", utcnow()
+            _audit(session, identity, project, "model_version.finalize", "model_version", version.id,
+                   {"model": model_name, "version": number, "sha256": digest, "flavor": spec.flavor}, platform)
+            platform.jobs.enqueue(session, VALIDATE_JOB, {"version_id": version.id}, project=project.name)
+        return version_views(session, model_name, [version])[0]
+
+
+# --- reading and changing ---------------------------------------------------------------------------
+
+
+def version_views(session: Session, model_name: str, versions: list[ModelVersion]) -> list[VersionView]:
+    ids = [v.id for v in versions]
+    aliases: dict[int, list[str]] = {i: [] for i in ids}
+    if ids:
+        for version_id, alias in session.execute(
+            select(ModelAlias.version_id, ModelAlias.alias).where(ModelAlias.version_id.in_(ids)).order_by(ModelAlias.alias)
+        ):
+            aliases[version_id].append(alias)
+    return [VersionView(v, model_name, aliases[v.id]) for v in versions]
+
+
+def get_version(session: Session, project_name: str, model_name: str, ref: str | int) -> VersionView:
+    _, version = resolve_version(session, access.get_project(session, project_name), model_name, ref)
+    return version_views(session, model_name, [version])[0]
+
+
+def list_versions(session: Session, project_name: str, model_name: str, *, status: str | None = None,
+                  archived: bool | None = None, page_size: int = 100, page_token: str | None = None) -> Page[VersionView]:
+    """A model's versions, oldest first; optionally only one ``status`` or archived state."""
+    model = get_model(session, access.get_project(session, project_name), model_name)
+    query = select(ModelVersion).where(ModelVersion.model_id == model.id)
+    if status is not None:
+        query = query.where(ModelVersion.status == status)
+    if archived is not None:
+        query = query.where(ModelVersion.archived.is_(archived))
+    page = paginate(session, query, ModelVersion.id, page_size, page_token)
+    return Page(version_views(session, model_name, page.items), page.next_page_token)
+
+
+def update_version(session: Session, identity: Identity, project_name: str, model_name: str, ref: str | int,
+                   changes: Mapping[str, Any], *, platform: Platform | None = None) -> VersionView:
+    """Apply ``description``, ``tags`` (merged; ``None`` removes) and ``archived``.
+
+    ``Conflict`` when archiving a version a deployment still routes to or holds.
+    """
+    project = access.get_project(session, project_name)
+    get_model(session, project, model_name, for_update=True)
+    _, version = resolve_version(session, project, model_name, ref)
+    summary: dict[str, Any] = {}
+    if "description" in changes and changes["description"] != version.description:
+        summary["description"] = {"from": version.description, "to": changes["description"]}
+        version.description = changes["description"] or ""
+    if "tags" in changes:
+        merged = merge_tags(version.tags, changes["tags"])
+        if merged != version.tags:
+            summary["tags"] = {"from": version.tags, "to": merged}
+            version.tags = merged
+    if "archived" in changes and bool(changes["archived"]) != version.archived:
+        if changes["archived"] and deployed_versions(session, [version.id]):
+            raise Conflict(f"version {version.version} of {model_name!r} is deployed: undeploy it before archiving")
+        summary["archived"] = {"from": version.archived, "to": bool(changes["archived"])}
+        version.archived = bool(changes["archived"])
+    if summary:
+        version.updated_at = utcnow()
+        _audit(session, identity, project, "model_version.update", "model_version", version.id,
+               {"model": model_name, "version": version.version, **summary}, platform)
+    return version_views(session, model_name, [version])[0]
+
+
+def file_listing(platform: Platform, project_name: str, model_name: str, ref: str | int) -> list[ArtifactInfo]:
+    with platform.db.read() as session:
+        _, version = resolve_version(session, access.get_project(session, project_name), model_name, ref)
+        prefix = version.artifact_uri
+    return list(artifacts.listing(platform.artifact_store, prefix))
+
+
+def file_download(platform: Platform, project_name: str, model_name: str, ref: str | int, path: str) -> artifacts.Download:
+    with platform.db.read() as session:
+        _, version = resolve_version(session, access.get_project(session, project_name), model_name, ref)
+        prefix = version.artifact_uri
+    return artifacts.download(platform.artifact_store, prefix, path)
