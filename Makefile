@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: run test lint bench bench-tracking services clean
+.PHONY: run test lint bench bench-tracking services vendor clean
 
 run: $(VENV)/.run-installed  ## set up and start the portal on the embedded default
 	$(BIN)/mlplatform db upgrade
@@ -31,7 +31,12 @@ $(VENV)/.run-installed: setup.cfg pyproject.toml | $(BIN)/python
 $(VENV)/.test-installed: setup.cfg pyproject.toml package.json examples/inhouse-plugin/setup.cfg | $(BIN)/python
 	$(PIP) install --quiet -e '.[all,test]' -e examples/inhouse-plugin
 	npm ci --silent --no-audit --no-fund
+	@command -v chromium >/dev/null || scripts/install-chromium.sh
 	touch $@ $(VENV)/.run-installed
+
+vendor: ## refresh the portal's vendored Chart.js from node_modules (package.json pins it)
+	npm ci --silent --no-audit --no-fund
+	cp node_modules/chart.js/dist/chart.umd.min.js api/static/vendor/chart.umd.min.js
 
 clean:
 	rm -rf $(VENV) node_modules build *.egg-info
