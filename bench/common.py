@@ -109,8 +109,10 @@ def drop_pg_database(name: str) -> None:
     psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def pg_url(db: str) -> str:
-    return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{db}"
+def pg_url(db: str, driver: str = "") -> str:
+    """``driver``: e.g. ``psycopg2`` (SQLAlchemy 2.1 picks psycopg 3 for a bare postgresql://)."""
+    scheme = f"postgresql+{driver}" if driver else "postgresql"
+    return f"{scheme}://{PG_USER}@{PG_HOST}:{PG_PORT}/{db}"
 
 
 def pg_version() -> str:

@@ -230,7 +230,7 @@ class Servers:
         db = common.create_pg_database(f"bench_{kind}")
         self.dbs.append(db)
         self.analyze_targets.append(db)
-        return common.pg_url(db)
+        return common.pg_url(db, "psycopg2" if kind == "mlflow" else "")  # MLflow's venv has psycopg2 only
 
     def start_ours(self) -> Ours:
         data = self.tmp / "mlp"

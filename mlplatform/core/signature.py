@@ -46,7 +46,7 @@ def infer_signature(example: pd.DataFrame | list[dict[str, Any]], outputs: Any =
     ``prediction``). Raises ``InvalidInput`` naming the column when a type cannot be told:
     every value null, or values of types that do not mix (e.g. numbers and strings).
     """
-    return {"inputs": _infer_columns(example, "input_example"), "outputs": _infer_outputs(outputs)}
+    return {"inputs": _infer_columns(example, "input_example"), "outputs": infer_outputs(outputs)}
 
 
 def _infer_columns(example: Any, what: str) -> list[dict[str, Any]]:
@@ -63,7 +63,8 @@ def _infer_columns(example: Any, what: str) -> list[dict[str, Any]]:
     return [_infer_values(name, [row.get(name) for row in example]) for name in names]
 
 
-def _infer_outputs(outputs: Any) -> list[dict[str, Any]] | None:
+def infer_outputs(outputs: Any) -> list[dict[str, Any]] | None:
+    """The ``outputs`` part of a signature for model outputs (see ``infer_signature``); None for None."""
     if outputs is None:
         return None
     import pandas as pd

@@ -36,13 +36,15 @@ def test_production_example_validates(registry, monkeypatch, tmp_path) -> None:
     raw = cfg.read_config_file(ROOT / "config" / "production.example.yaml")
     # The example reads Vault; here every secret reference resolves from the env backend instead.
     raw["secrets"] = {"backend": "env"}
-    for name in ("MLPLATFORM_S3_ACCESS_KEY_ID", "MLPLATFORM_S3_SECRET_ACCESS_KEY", "MLPLATFORM_SLACK_URL", "MLPLATFORM_WEBHOOK_HMAC"):
+    for name in ("MLPLATFORM_S3_ACCESS_KEY_ID", "MLPLATFORM_S3_SECRET_ACCESS_KEY", "MLPLATFORM_WEBHOOK_HMAC"):
         monkeypatch.setenv(name, "value-of-" + name)
+    monkeypatch.setenv("MLPLATFORM_SLACK_URL", "https://hooks.slack.com/services/value-of-slack")
     config = load(raw, registry)
     assert config["database"]["url"] == "postgresql://mlp:pw@db/mlp"
     assert [t["backend"] for t in config["deployment_targets"]] == ["ray_serve", "kubernetes"]
     dumped = str(cfg.masked(config))
     assert "value-of-" not in dumped and "mlp:***@db" in dumped
+    assert config["alert_channels"][0]["backend"] == "slack"
 
 
 @pytest.mark.parametrize(

@@ -275,3 +275,10 @@ def test_defaults() -> None:
     settings = KubernetesConfig().load({"namespace": "models", "image": "i:1"})
     assert settings["replicas"] == 1 and settings["port"] == 8080 and settings["service_type"] == "ClusterIP"
     assert settings["field_manager"] == "mlplatform" and settings["in_cluster"] is False
+
+
+def test_loaded_options_load_again_unchanged() -> None:
+    """Core validates the options, then the target loads them once more."""
+    for options in ({"namespace": "models", "image": "i:1"}, FULL_OPTIONS):
+        settings = KubernetesConfig().load(options)
+        assert KubernetesConfig().load(settings) == settings

@@ -80,6 +80,8 @@ class MonitorPoint(Base):
 
     __table_args__ = (
         Index("ix_monitor_points_series", "deployment_id", "metric", "feature", "window_start"),
+        # Every point of one window: alert evaluation, the latest window for /metrics, recomputes.
+        Index("ix_monitor_points_window", "deployment_id", "window_start"),
     )
 
 

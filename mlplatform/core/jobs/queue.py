@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 HANDLERS: dict[str, str] = {
     "deploy_version": "mlplatform.core.services.deployment_jobs:deploy_version",
     "undeploy_deployment": "mlplatform.core.services.deployment_jobs:undeploy_deployment",
+    "validate_model_version": "mlplatform.core.services.registry_validation:validate_model_version",
 }
 
 HandlerRef = str | Callable[..., Any]

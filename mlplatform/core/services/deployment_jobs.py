@@ -155,7 +155,7 @@ def _shift_traffic(session: Session, deployment: Deployment, version_id: int, we
     weights = split_weights(serving, version_id, weight)
     retired: list[str] = []
     numbers = dict(
-        session.execute(select(ModelVersion.id, ModelVersion.version).where(ModelVersion.id.in_([r.version_id for r in rows]))).tuples()
+        session.execute(select(ModelVersion.id, ModelVersion.version).where(ModelVersion.id.in_([r.version_id for r in rows]))).all()
     )
     for row in rows:
         row.weight = weights.get(row.version_id, 0)

@@ -405,7 +405,7 @@ def set_traffic(
             raise Conflict(f"version id {version_id} is {row.status} in {deployment.environment!r}; it cannot take traffic")
     for version_id, row in rows.items():
         row.weight = clean.get(version_id, 0)
-    numbers = dict(session.execute(select(ModelVersion.id, ModelVersion.version).where(ModelVersion.id.in_(list(rows)))).tuples())
+    numbers = dict(session.execute(select(ModelVersion.id, ModelVersion.version).where(ModelVersion.id.in_(list(rows)))).all())
     record_event(
         session, deployment, "traffic", actor=actor, message=message,
         details={"weights": {str(numbers[v]): w for v, w in sorted(clean.items())}},

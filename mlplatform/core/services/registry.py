@@ -166,13 +166,14 @@ def model_views(session: Session, models: list[RegisteredModel]) -> list[ModelVi
             .order_by(ModelAlias.alias)
         ):
             aliases[model_id][alias] = number
-        latest = dict(
-            session.execute(
+        latest = {
+            model_id: number
+            for model_id, number in session.execute(
                 select(ModelVersion.model_id, func.max(ModelVersion.version))
                 .where(ModelVersion.model_id.in_(ids), ModelVersion.status == "ready", ModelVersion.archived.is_(False))
                 .group_by(ModelVersion.model_id)
-            ).tuples()
-        )
+            )
+        }
     return [ModelView(m, aliases[m.id], latest.get(m.id)) for m in models]
 
 

@@ -138,7 +138,7 @@ def _freeze_lineage(session: Session, version: ModelVersion, run: Run) -> None:
     version.run_id = run.id
     version.experiment_id = run.experiment_id
     version.source_git_commit = run.source_git_commit
-    version.run_params = dict(session.execute(select(Param.key, Param.value).where(Param.run_id == run.id)).tuples())
+    version.run_params = dict(session.execute(select(Param.key, Param.value).where(Param.run_id == run.id)))
     version.run_metrics = dict(
         session.execute(select(LatestMetric.key, LatestMetric.value).where(LatestMetric.run_id == run.id)).tuples()
     )
