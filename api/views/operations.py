@@ -76,10 +76,10 @@ class Ready(MethodView):
 
 @blp.route("/metrics")
 class Metrics(MethodView):
-    @requires(access.AUTHENTICATED)
+    @requires(access.ADMIN)
     @blp.response(200, content_type="text/plain")
     def get(self) -> Any:
-        """Prometheus metrics: requests and latency per route, jobs by state"""
+        """Prometheus metrics (admins: it shows every project's models): requests, latency, jobs, monitor values"""
         return current_app.extensions["mlplatform_metrics"].render()
 
 

@@ -57,16 +57,23 @@ def channel(platform: Platform, name: str) -> AlertChannel:
         if name not in cached:
             for index, item in enumerate(platform.config["alert_channels"]):
                 if item["name"] == name:
-                    backend = platform.backend("alert_channel", item["backend"], item["options"], f"alert_channels.{index}")
+                    backend = platform.backend(
+                        "alert_channel", item["backend"], item["options"], f"alert_channels.{index}"
+                    )
                     assert isinstance(backend, AlertChannel)
                     cached[name] = backend
                     break
             else:
-                raise ConfigError("alert_channels", f"no alert channel is named {name!r}; configured: {', '.join(configured_channels(platform)) or 'none'}")
+                raise ConfigError(
+                    "alert_channels",
+                    f"no alert channel is named {name!r}; configured: {', '.join(configured_channels(platform)) or 'none'}",
+                )
         return cached[name]
 
 
-def notify(session: Session, platform: Platform, alert: Alert, channels: Iterable[str], event: str, *, project: str) -> list[int]:
+def notify(
+    session: Session, platform: Platform, alert: Alert, channels: Iterable[str], event: str, *, project: str
+) -> list[int]:
     """Record a pending notification of ``event`` per channel and enqueue its delivery.
 
     Runs in the caller's transaction; the jobs start only after it commits. Returns the
@@ -112,12 +119,16 @@ def deliver_notification(platform: Platform, notification_id: int) -> str:
         log.exception("alert channel %r raised while sending alert %s", channel_name, message.alert_id)
         status, error = "failed", f"{type(exc).__name__}: {exc}"
     if status == "failed":
-        log.warning("alert %s: %s notification through %r failed: %s", message.alert_id, message.state, channel_name, error)
+        log.warning(
+            "alert %s: %s notification through %r failed: %s", message.alert_id, message.state, channel_name, error
+        )
     with platform.db.write() as session:
         session.execute(
             update(AlertNotification)
             .where(AlertNotification.id == notification_id, AlertNotification.status == "pending")
-            .values(status=status, error=error[:MAX_ERROR_LENGTH], delivered_at=utcnow() if status == "delivered" else None)
+            .values(
+                status=status, error=error[:MAX_ERROR_LENGTH], delivered_at=utcnow() if status == "delivered" else None
+            )
         )
     return status
 
@@ -147,7 +158,11 @@ def message_for(alert: Alert, event: str, project: str) -> AlertMessage:
             "metric": str(d.get("metric")),
             "feature": alert.feature,
         },
-        values={"value": value, "threshold": d.get("threshold"), "window_start": d.get("resolved_window" if event == "resolved" else "first_window")},
+        values={
+            "value": value,
+            "threshold": d.get("threshold"),
+            "window_start": d.get("resolved_window" if event == "resolved" else "first_window"),
+        },
         alert_id=alert.id,
         occurred_at=alert.resolved_at if event == "resolved" else alert.started_at,
     )

@@ -34,8 +34,28 @@ if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
 
 #: Fields a client may set; the rest (id, revision, timestamps, author) are the server's.
-FIELDS = ("name", "model", "environment", "metric", "feature", "comparison", "threshold", "for_windows", "severity", "channels", "enabled")
-DEFAULTS: dict[str, Any] = {"model": None, "environment": None, "feature": None, "for_windows": 1, "severity": "warning", "channels": [], "enabled": True}
+FIELDS = (
+    "name",
+    "model",
+    "environment",
+    "metric",
+    "feature",
+    "comparison",
+    "threshold",
+    "for_windows",
+    "severity",
+    "channels",
+    "enabled",
+)
+DEFAULTS: dict[str, Any] = {
+    "model": None,
+    "environment": None,
+    "feature": None,
+    "for_windows": 1,
+    "severity": "warning",
+    "channels": [],
+    "enabled": True,
+}
 
 
 def etag(rule: AlertRule) -> str:
@@ -73,20 +93,37 @@ def validate(session: Session, platform: Platform, project_id: int, rule: Mappin
         raise Unprocessable("a channel is named twice", errors={"channels": ["names a channel twice"]})
     for field, allowed in (("comparison", COMPARISONS), ("severity", SEVERITIES)):
         if rule[field] not in allowed:
-            raise Unprocessable(f"bad {field} {rule[field]!r}", errors={field: [f"must be one of: {', '.join(allowed)}"]})
+            raise Unprocessable(
+                f"bad {field} {rule[field]!r}", errors={field: [f"must be one of: {', '.join(allowed)}"]}
+            )
     environments = [env["name"] for env in platform.environments]
     if rule["environment"] is not None and rule["environment"] not in environments:
         raise Unprocessable(
             f"unknown environment {rule['environment']!r}",
-            errors={"environment": [f"unknown environment {rule['environment']!r}; configured: {', '.join(environments) or 'none'}"]},
+            errors={
+                "environment": [
+                    f"unknown environment {rule['environment']!r}; configured: {', '.join(environments) or 'none'}"
+                ]
+            },
         )
-    if rule["model"] is not None and session.scalar(
-        select(RegisteredModel.id).where(RegisteredModel.project_id == project_id, RegisteredModel.name == rule["model"])
-    ) is None:
-        raise Unprocessable(f"model {rule['model']!r} does not exist in this project", errors={"model": [f"no model {rule['model']!r} in this project"]})
+    if (
+        rule["model"] is not None
+        and session.scalar(
+            select(RegisteredModel.id).where(
+                RegisteredModel.project_id == project_id, RegisteredModel.name == rule["model"]
+            )
+        )
+        is None
+    ):
+        raise Unprocessable(
+            f"model {rule['model']!r} does not exist in this project",
+            errors={"model": [f"no model {rule['model']!r} in this project"]},
+        )
 
 
-def list_rules(session: Session, project: str, *, page_size: int = 100, page_token: str | None = None) -> Page[AlertRule]:
+def list_rules(
+    session: Session, project: str, *, page_size: int = 100, page_token: str | None = None
+) -> Page[AlertRule]:
     query = select(AlertRule).where(AlertRule.project_id == get_project(session, project).id)
     return paginate(session, query, AlertRule.id, page_size, page_token)
 
@@ -98,7 +135,9 @@ def get_rule(session: Session, project: str, rule_id: int, *, lock: bool = False
     return rule
 
 
-def create_rule(session: Session, identity: Identity, project: str, body: Mapping[str, Any], *, platform: Platform) -> AlertRule:
+def create_rule(
+    session: Session, identity: Identity, project: str, body: Mapping[str, Any], *, platform: Platform
+) -> AlertRule:
     """Create a rule from ``body`` (``FIELDS``; omitted ones take ``DEFAULTS``).
 
     Raises ``Unprocessable`` naming the field for an unknown metric, channel, environment or
@@ -110,7 +149,9 @@ def create_rule(session: Session, identity: Identity, project: str, body: Mappin
     validate(session, platform, project_row.id, values)
     _check_name_free(session, project_row.id, values["name"])
     now = utcnow()
-    rule = AlertRule(project_id=project_row.id, revision=1, created_by=identity.username, created_at=now, updated_at=now, **values)
+    rule = AlertRule(
+        project_id=project_row.id, revision=1, created_by=identity.username, created_at=now, updated_at=now, **values
+    )
     session.add(rule)
     session.flush()
     _audit(session, identity, "alert_rule.create", rule, project, platform, {k: values[k] for k in FIELDS})
@@ -187,12 +228,21 @@ def _find(session: Session, project_id: int, rule_id: int, *, lock: bool) -> Ale
 
 
 def _check_name_free(session: Session, project_id: int, name: str) -> None:
-    if session.scalar(select(AlertRule.id).where(AlertRule.project_id == project_id, AlertRule.name == name)) is not None:
+    if (
+        session.scalar(select(AlertRule.id).where(AlertRule.project_id == project_id, AlertRule.name == name))
+        is not None
+    ):
         raise Conflict(f"an alert rule named {name!r} already exists in this project")
 
 
 def _audit(
-    session: Session, identity: Identity, action: str, rule: AlertRule, project: str, platform: Platform, summary: Mapping[str, Any]
+    session: Session,
+    identity: Identity,
+    action: str,
+    rule: AlertRule,
+    project: str,
+    platform: Platform,
+    summary: Mapping[str, Any],
 ) -> None:
     audit.record(
         session,

@@ -72,7 +72,12 @@ KNOWN_METRICS: tuple[str, ...] = (
 
 ACTOR = "system:alerting"
 
-COMPARE: dict[str, Callable[[float, float], bool]] = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+COMPARE: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
 
 
 def known_metrics(platform: Platform) -> list[str]:
@@ -94,7 +99,9 @@ class AlertChange:
 # --- evaluation ---------------------------------------------------------------------------
 
 
-def evaluate_window(session: Session, platform: Platform, deployment_id: int, window_start: dt.datetime) -> list[AlertChange]:
+def evaluate_window(
+    session: Session, platform: Platform, deployment_id: int, window_start: dt.datetime
+) -> list[AlertChange]:
     """Evaluate every matching rule on the deployment's window starting at ``window_start``.
 
     Runs in the caller's transaction and only writes there; notifications leave after it
@@ -168,7 +175,9 @@ def _matching_rules(session: Session, deployment: Deployment, model: str) -> lis
 
 
 def _newer_window_exists(session: Session, deployment_id: int, window_start: dt.datetime) -> bool:
-    latest = session.scalar(select(func.max(MonitorPoint.window_start)).where(MonitorPoint.deployment_id == deployment_id))
+    latest = session.scalar(
+        select(func.max(MonitorPoint.window_start)).where(MonitorPoint.deployment_id == deployment_id)
+    )
     return latest is not None and latest > window_start
 
 
@@ -212,16 +221,25 @@ def _streak(session: Session, deployment_id: int, rule: AlertRule, feature: str,
         *_finite(session),
     )
     previous = (
-        select(MonitorPoint.window_start).where(*series).distinct().order_by(MonitorPoint.window_start.desc()).limit(needed)
+        select(MonitorPoint.window_start)
+        .where(*series)
+        .distinct()
+        .order_by(MonitorPoint.window_start.desc())
+        .limit(needed)
     ).subquery()
     by_window: dict[dt.datetime, list[float]] = defaultdict(list)
     for start, value in session.execute(
-        select(MonitorPoint.window_start, MonitorPoint.value).where(*series, MonitorPoint.window_start.in_(select(previous.c.window_start)))
+        select(MonitorPoint.window_start, MonitorPoint.value).where(
+            *series, MonitorPoint.window_start.in_(select(previous.c.window_start))
+        )
     ):
-        by_window[start].append(value)
-    if len(by_window) < needed:
+        if value is not None and math.isfinite(value):
+            by_window[start].append(value)
+    if len(by_window) < needed:  # fewer windows with data than needed, or one held only non-finite values
         return False
-    return all(COMPARE[rule.comparison](worst(values, rule.comparison), rule.threshold) for values in by_window.values())
+    return all(
+        COMPARE[rule.comparison](worst(values, rule.comparison), rule.threshold) for values in by_window.values()
+    )
 
 
 @dataclass
@@ -271,7 +289,12 @@ class _Context:
         alert.state = "resolved"
         alert.value = value
         alert.resolved_at = utcnow()
-        alert.details = {**alert.details, "resolved_window": self.window_start.isoformat(), "resolved_value": value, "last_value": value}
+        alert.details = {
+            **alert.details,
+            "resolved_window": self.window_start.isoformat(),
+            "resolved_value": value,
+            "last_value": value,
+        }
         self._record(alert, "alert.resolve", value)
         alert_delivery.notify(self.session, self.platform, alert, rule.channels, "resolved", project=self.project)
         return AlertChange(alert.id, rule.id, alert.feature, "resolved", value)
@@ -326,7 +349,9 @@ def get_alert(session: Session, project: str, alert_id: int) -> tuple[Alert, lis
     """An alert of the project with its notifications (oldest first); ``NotFound`` otherwise."""
     alert = _alert_in(session, project, alert_id)
     notifications = list(
-        session.scalars(select(AlertNotification).where(AlertNotification.alert_id == alert.id).order_by(AlertNotification.id))
+        session.scalars(
+            select(AlertNotification).where(AlertNotification.alert_id == alert.id).order_by(AlertNotification.id)
+        )
     )
     return alert, notifications
 
