@@ -436,5 +436,197 @@ def artifacts_download(project: str, run_id: str, path: str, destination: str) -
     click.echo(f"saved {out}")
 
 
+
+@main.group()
+def models() -> None:
+    """The model registry: models, versions, aliases (needs MLPLATFORM_URL and MLPLATFORM_TOKEN)."""
+
+
+@models.command("list")
+@project_option
+@click.option("--name", default=None, help="Only names containing this.")
+@click.option("--tag", multiple=True, help="key or key=value; repeat to AND.")
+@client_errors
+def models_list(project: str, name: str | None, tag: tuple[str, ...]) -> None:
+    """List registered models: name, latest ready version, aliases."""
+    for model in sdk(project).list_models(name=name, tags=list(tag)):
+        aliases = ",".join(f"{a}=v{v}" for a, v in sorted(model.aliases.items()))
+        latest = f"v{model.latest_version}" if model.latest_version else "-"
+        click.echo(f"{model.name}\t{latest}\t{aliases or '-'}\t{model.description}")
+
+
+@models.command("show")
+@project_option
+@click.argument("name")
+@client_errors
+def models_show(project: str, name: str) -> None:
+    """Show a model, or one version with NAME@VERSION_OR_ALIAS."""
+    from dataclasses import asdict
+
+    client = sdk(project)
+    shown = asdict(client.get_model_version(name)) if "@" in name else asdict(client.get_model(name))
+    click.echo(json.dumps(shown, indent=2, default=str))
+
+
+@models.command("versions")
+@project_option
+@click.argument("name")
+@click.option("--status", type=click.Choice(["pending", "ready", "failed"]), default=None)
+@client_errors
+def models_versions(project: str, name: str, status: str | None) -> None:
+    """List a model's versions: number, status, flavor, aliases, run."""
+    for version in sdk(project).list_model_versions(name, status=status):
+        state = version.status + (" (archived)" if version.archived else "")
+        click.echo(f"v{version.version}\t{state}\t{version.flavor or '-'}\t{','.join(version.aliases) or '-'}\t{version.run_id or '-'}")
+
+
+@models.command("set-alias")
+@project_option
+@click.argument("name")
+@click.argument("alias")
+@click.argument("version")
+@client_errors
+def models_set_alias(project: str, name: str, alias: str, version: str) -> None:
+    """Point ALIAS of model NAME at VERSION (a number, v<N>, latest or another alias)."""
+    moved = sdk(project).set_alias(name, alias, int(version) if version.isdigit() else version)
+    click.echo(f"{name}@{alias} -> v{moved.version}")
+
+
+# --- deployments (needs MLPLATFORM_URL and MLPLATFORM_TOKEN) ------------------------------
+
+
+def _deployment_line(deployment: Any) -> str:
+    traffic = ",".join(f"v{t.version}:{t.weight}%" + ("" if t.status == "healthy" else f"({t.status})") for t in deployment.traffic)
+    message = f"\t{deployment.status_message}" if deployment.status_message else ""
+    return f"{deployment.model}\t{deployment.environment}\t{deployment.status}\t{traffic or '-'}{message}"
+
+
+@main.command("deploy")
+@project_option
+@click.argument("model")
+@click.argument("env")
+@click.argument("version")
+@click.option("--weight", type=click.IntRange(1, 100), default=None, help="Traffic share once healthy (default 100: replace).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until healthy or failed.")
+@click.option("--timeout", type=float, default=600, show_default=True)
+@client_errors
+def deploy_command(project: str, model: str, env: str, version: str, weight: int | None, wait: bool, timeout: float) -> None:
+    """Deploy VERSION (a number, v<N>, latest or an alias) of MODEL to environment ENV."""
+    from mlplatform.client import DeploymentFailed
+
+    client = sdk(project)
+    deployment = client.deploy(model, env, int(version) if version.isdigit() else version, weight=weight)
+    if wait:
+        try:
+            deployment = client.wait_for_deployment(model, env, timeout)
+        except DeploymentFailed as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(_deployment_line(deployment))
+
+
+@main.command("undeploy")
+@project_option
+@click.argument("model")
+@click.argument("env")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until retired.")
+@click.option("--timeout", type=float, default=600, show_default=True)
+@client_errors
+def undeploy_command(project: str, model: str, env: str, wait: bool, timeout: float) -> None:
+    """Undeploy MODEL from environment ENV: its versions stop serving."""
+    client = sdk(project)
+    deployment = client.undeploy(model, env)
+    if wait:
+        deployment = client.wait_for_deployment(model, env, timeout, raise_on_failure=False)
+    click.echo(_deployment_line(deployment))
+
+
+@main.group()
+def deployments() -> None:
+    """Deployments of the project's models (needs MLPLATFORM_URL and MLPLATFORM_TOKEN)."""
+
+
+@deployments.command("list")
+@project_option
+@client_errors
+def deployments_list(project: str) -> None:
+    """List deployments: model, environment, status, traffic (version:weight)."""
+    for deployment in sdk(project).list_deployments():
+        click.echo(_deployment_line(deployment))
+
+
+# --- model-server -------------------------------------------------------------------------
+
+
+@main.command("model-server")
+@click.option("--version-id", type=int, default=None, help="The model version's id.")
+@click.option("--project", default=None, help="With --model and --version, instead of --version-id.")
+@click.option("--model", default=None)
+@click.option("--version", "version", default=None, help="A number, v<N>, latest or an alias.")
+@click.option("--host", default="0.0.0.0", show_default=True, help="Bind address (containers: all interfaces).")
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True, help="gunicorn processes; each loads the model.")
+@click.option("--threads", type=int, default=4, show_default=True)
+@click.option("--dev", is_flag=True, help="werkzeug's server, one process.")
+@click.pass_context
+@friendly_errors
+def model_server_command(
+    ctx: click.Context, version_id: int | None, project: str | None, model: str | None, version: str | None,
+    host: str, port: int, workers: int, threads: int, dev: bool,
+) -> None:
+    """Serve one model version over HTTP (/health, /ready, /predict), from MLPLATFORM_CONFIG."""
+    from mlplatform.model_server import create_model_server, resolve_spec
+
+    ref = int(version) if version and version.isdigit() else version
+    spec = resolve_spec(load_platform(ctx), version_id=version_id, project=project, model=model, version=ref)
+    click.echo(f"serving {spec.project}/{spec.model} v{spec.version} on http://{host}:{port}")
+    if dev:
+        create_model_server(ctx.obj["platform"], spec).run(host=host, port=port, threaded=True)
+        return
+    ctx.obj.pop("platform").close()
+    config_path = ctx.obj.get("config")
+    if config_path:
+        os.environ["MLPLATFORM_CONFIG"] = os.path.abspath(config_path)
+
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in {"bind": f"{host}:{port}", "workers": workers, "threads": threads, "worker_class": "gthread",
+                               "keepalive": 75, "accesslog": None, "timeout": 120, "graceful_timeout": 20}.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            from mlplatform.core.platform import Platform
+
+            return create_model_server(Platform.from_file(), spec)
+
+    Server().run()
+
+
+# --- monitoring ---------------------------------------------------------------------------
+
+
+@main.group()
+def monitor() -> None:
+    """Model monitoring: close due windows (run it every minute or two from cron or a timer)."""
+
+
+@monitor.command("close-windows")
+@click.option("--wait/--no-wait", default=False, help="With the inline job backend, wait for the windows to be computed.")
+@click.pass_context
+@friendly_errors
+def monitor_close_windows(ctx: click.Context, wait: bool) -> None:
+    """Queue the computation of every monitoring window that ended and was not computed."""
+    from mlplatform.core.monitoring.scheduler import close_due_windows
+
+    platform = load_platform(ctx)
+    enqueued = close_due_windows(platform)
+    for deployment_id, start in enqueued:
+        click.echo(f"deployment {deployment_id}: window {start.isoformat()} queued")
+    click.echo(f"{len(enqueued)} window(s) queued")
+    if wait and platform.config["jobs"]["backend"] == "inline":
+        platform.jobs.wait_idle(3600)
+
+
 if __name__ == "__main__":
     main()

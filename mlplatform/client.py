@@ -393,6 +393,175 @@ class Client:
         return [Artifact(i["path"], i["size"]) for i in body["items"]]
 
 
+    # model registry
+
+    def create_model(self, name: str, *, description: str = "", tags: Mapping[str, str] | None = None, project: str | None = None) -> RegisteredModel:
+        body = {"name": name, "description": description, "tags": dict(tags or {})}
+        return RegisteredModel.from_json(self.http.json("POST", f"{self._p(project)}/models", json=body))
+
+    def get_model(self, name: str, *, project: str | None = None) -> RegisteredModel:
+        return RegisteredModel.from_json(self.http.json("GET", f"{self._p(project)}/models/{name}"))
+
+    def list_models(self, *, name: str | None = None, tags: list[str] | None = None, project: str | None = None) -> list[RegisteredModel]:
+        """Models whose name contains ``name``; each ``tags`` item is ``key`` or ``key=value``."""
+        params: dict[str, Any] = {k: v for k, v in (("name", name), ("tag", tags)) if v}
+        return [RegisteredModel.from_json(m) for m in self._pages(f"{self._p(project)}/models", params)]
+
+    def register_model(
+        self, run_id: str, artifact_path: str = "model", *, name: str, input_example: Any = None, flavor: str | None = None,
+        signature: Mapping[str, Any] | None = None, description: str = "", tags: Mapping[str, str] | None = None,
+        project: str | None = None,
+    ) -> ModelVersion:
+        """Register the run's ``artifact_path`` folder as the next version of ``name`` (created if missing).
+
+        The server copies the files and validates the model in the background: the version
+        comes back ``pending``; ``wait_for_version`` waits for ``ready`` or ``failed``.
+        ``input_example`` (a DataFrame or a list of records) gives the signature when
+        ``signature`` is not given, and the validation job predicts on it.
+        """
+        body = {"run_id": run_id, "artifact_path": artifact_path, "flavor": flavor, "signature": signature,
+                "input_example": _records(input_example), "description": description, "tags": dict(tags or {})}
+        return self._new_version(name, body, project)
+
+    def register_model_files(
+        self, local_path: str | os.PathLike[str], *, name: str, run_id: str | None = None, input_example: Any = None,
+        flavor: str | None = None, signature: Mapping[str, Any] | None = None, description: str = "",
+        tags: Mapping[str, str] | None = None, project: str | None = None,
+    ) -> ModelVersion:
+        """Upload a local model folder as the next version of ``name``: start, PUT each file, finalize.
+
+        ``run_id`` only records lineage here. Returns the finalized (still ``pending``) version.
+        """
+        body = {"source": "upload", "run_id": run_id, "flavor": flavor, "signature": signature,
+                "input_example": _records(input_example), "description": description, "tags": dict(tags or {})}
+        version = self._new_version(name, body, project)
+        base = f"{self._p(project)}/models/{name}/versions/{version.version}"
+        local = Path(local_path)
+        for file in sorted(p for p in local.rglob("*") if p.is_file()):
+            with file.open("rb") as stream:
+                self.http.request("PUT", f"{base}/files/{file.relative_to(local).as_posix()}", data=stream,
+                                  headers={"Content-Type": "application/octet-stream"})
+        return ModelVersion.from_json(self.http.json("POST", f"{base}/finalize"))
+
+    def _new_version(self, name: str, body: dict[str, Any], project: str | None) -> ModelVersion:
+        path = f"{self._p(project)}/models/{name}/versions"
+        body = {k: v for k, v in body.items() if v is not None}
+        try:
+            return ModelVersion.from_json(self.http.json("POST", path, json=body))
+        except ApiError as exc:
+            if exc.status != 404 or "model" not in exc.errors:
+                raise
+        try:
+            self.create_model(name, project=project)
+        except ApiError as exc:
+            if exc.status != 409:  # created meanwhile by someone else: fine
+                raise
+        return ModelVersion.from_json(self.http.json("POST", path, json=body))
+
+    def get_model_version(self, name: str, ref: str | int | None = None, *, project: str | None = None) -> ModelVersion:
+        """A version by number, ``"v3"``, ``"latest"`` or alias; ``name`` may be ``"churn@champion"``."""
+        if ref is None:
+            name, _, at = name.partition("@")
+            ref = at or "latest"
+        return ModelVersion.from_json(self.http.json("GET", f"{self._p(project)}/models/{name}/versions/{ref}"))
+
+    def list_model_versions(self, name: str, *, status: str | None = None, project: str | None = None) -> list[ModelVersion]:
+        params = {"status": status} if status else {}
+        return [ModelVersion.from_json(v) for v in self._pages(f"{self._p(project)}/models/{name}/versions", params)]
+
+    def update_model_version(self, name: str, ref: str | int, *, project: str | None = None, **changes: Any) -> ModelVersion:
+        """Change ``description``, ``tags`` (merged; None removes) or ``archived``."""
+        return ModelVersion.from_json(self.http.json("PATCH", f"{self._p(project)}/models/{name}/versions/{ref}", json=changes))
+
+    def set_alias(self, name: str, alias: str, version: str | int, *, project: str | None = None) -> ModelVersion:
+        """Point ``alias`` at ``version`` (moving it if needed); returns that version."""
+        self.http.json("PUT", f"{self._p(project)}/models/{name}/aliases/{alias}", json={"version": version})
+        return self.get_model_version(name, alias, project=project)
+
+    def delete_alias(self, name: str, alias: str, *, project: str | None = None) -> None:
+        self.http.request("DELETE", f"{self._p(project)}/models/{name}/aliases/{alias}")
+
+    def model_version_lineage(self, name: str, ref: str | int, *, project: str | None = None) -> dict[str, Any]:
+        return self.http.json("GET", f"{self._p(project)}/models/{name}/versions/{ref}/lineage")
+
+    def wait_for_version(
+        self, name: str, version: str | int, timeout: float = 300, *, poll: float = 0.5, raise_on_failure: bool = True,
+        project: str | None = None,
+    ) -> ModelVersion:
+        """Poll until the version is ``ready`` (returned) or ``failed`` (``ModelVersionFailed``
+        unless ``raise_on_failure=False``). ``TimeoutError`` if still pending after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.get_model_version(name, version, project=project)
+            if current.status == "failed" and raise_on_failure:
+                raise ModelVersionFailed(current)
+            if current.status != "pending":
+                return current
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{name} v{current.version} is still pending after {timeout:g}s")
+            time.sleep(poll)
+
+    # deployments and predictions
+
+    def deploy(
+        self, model: str, env: str, version: str | int, *, weight: int | None = None, if_match: str | None = None,
+        wait: bool = False, timeout: float = 300, project: str | None = None,
+    ) -> Deployment:
+        """Deploy ``version`` (a number, ``"v3"``, ``"latest"`` or an alias) of ``model`` to ``env``.
+
+        The server answers at once (``pending``); ``wait=True`` waits for ``healthy``
+        (``DeploymentFailed`` if it fails). ``weight`` below 100 adds it beside what serves.
+        """
+        body: dict[str, Any] = {"version": version, **({"weight": weight} if weight is not None else {})}
+        headers = {"If-Match": if_match} if if_match else {}
+        deployment = Deployment.from_json(
+            self.http.json("PUT", f"{self._p(project)}/models/{model}/deployments/{env}", json=body, headers=headers)
+        )
+        return self.wait_for_deployment(model, env, timeout, project=project) if wait else deployment
+
+    def undeploy(self, model: str, env: str, *, if_match: str | None = None, project: str | None = None) -> Deployment:
+        """Retire the deployment (in the background; ``wait_for_deployment`` waits for ``retired``)."""
+        headers = {"If-Match": if_match} if if_match else {}
+        return Deployment.from_json(self.http.json("DELETE", f"{self._p(project)}/models/{model}/deployments/{env}", headers=headers))
+
+    def get_deployment(self, model: str, env: str, *, project: str | None = None) -> Deployment:
+        return Deployment.from_json(self.http.json("GET", f"{self._p(project)}/models/{model}/deployments/{env}"))
+
+    def list_deployments(self, *, project: str | None = None) -> list[Deployment]:
+        return [Deployment.from_json(d) for d in self.http.json("GET", f"{self._p(project)}/deployments")["items"]]
+
+    def wait_for_deployment(
+        self, model: str, env: str, timeout: float = 300, *, poll: float = 0.5, raise_on_failure: bool = True,
+        project: str | None = None,
+    ) -> Deployment:
+        """Poll until the deployment is ``healthy``, ``retired`` or ``failed`` (``DeploymentFailed``
+        unless ``raise_on_failure=False``). ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.get_deployment(model, env, project=project)
+            if current.status == "failed" and raise_on_failure:
+                raise DeploymentFailed(current)
+            if current.status in ("healthy", "failed", "retired"):
+                return current
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{model} in {env} is still {current.status} after {timeout:g}s")
+            time.sleep(poll)
+
+    def predict(self, model: str, env: str, data: Any, version: str | int | None = None, *, project: str | None = None) -> Prediction:
+        """Predict through the gateway. ``data``: a DataFrame or a list of records (dicts).
+        ``version`` pins one serving version instead of the traffic split."""
+        if hasattr(data, "to_json") and hasattr(data, "columns"):
+            import json
+
+            split = json.loads(data.to_json(orient="split", index=False, date_format="iso"))
+            body: dict[str, Any] = {"columns": split["columns"], "data": split["data"]}
+        else:
+            body = {"instances": list(data)}
+        headers = {"X-MLPlatform-Version": str(version)} if version is not None else {}
+        result = self.http.json("POST", f"{self._p(project)}/models/{model}/deployments/{env}/predict", json=body, headers=headers)
+        return Prediction(result["predictions"], result["version"], result["request_id"])
+
+
 class _ProgressReader:
     """A file body that reports bytes sent; ``__len__`` lets requests send Content-Length, not chunks."""
 
@@ -529,3 +698,119 @@ class ActiveRun:
             self.client.log_batch(self.id, metrics=points, idempotency_key=uuid.uuid4().hex, project=self.project)
         except BaseException as exc:  # noqa: BLE001 - surfaced on the caller's thread
             self._error = exc
+
+
+# --- model registry results ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    description: str
+    tags: dict[str, str]
+    aliases: dict[str, int]
+    latest_version: int | None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> RegisteredModel:
+        return cls(body["name"], body.get("description", ""), dict(body.get("tags", {})), dict(body.get("aliases", {})),
+                   body.get("latest_version"))
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    model: str
+    version: int
+    status: str
+    status_message: str
+    flavor: str | None
+    signature: dict[str, Any] | None
+    artifact_uri: str
+    artifact_sha256: str | None
+    aliases: list[str]
+    tags: dict[str, str]
+    description: str
+    archived: bool
+    run_id: str | None
+    created_by: str
+    created_at: dt.datetime | None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> ModelVersion:
+        return cls(
+            body["model"], body["version"], body["status"], body.get("status_message", ""), body.get("flavor"),
+            body.get("signature"), body.get("artifact_uri", ""), body.get("artifact_sha256"), list(body.get("aliases", [])),
+            dict(body.get("tags", {})), body.get("description", ""), bool(body.get("archived")), body.get("run_id"),
+            body.get("created_by", ""), _time(body.get("created_at")),
+        )
+
+
+class ModelVersionFailed(Exception):
+    """``wait_for_version`` saw the version fail validation; ``version.status_message`` says why."""
+
+    def __init__(self, version: ModelVersion) -> None:
+        super().__init__(f"{version.model} v{version.version} failed: {version.status_message}")
+        self.version = version
+
+
+def _records(example: Any) -> list[dict[str, Any]] | None:
+    """An input example as JSON records: a DataFrame through its own JSON writer (numpy types, dates)."""
+    if example is None or isinstance(example, list):
+        return example
+    if hasattr(example, "to_json"):
+        import json
+
+        return json.loads(example.to_json(orient="records", date_format="iso"))
+    raise TypeError("input_example must be a pandas DataFrame or a list of records (dicts)")
+
+
+# --- deployments --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrafficShare:
+    version: int
+    weight: int
+    status: str
+    status_message: str
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A model's deployment in one environment; ``etag`` is what ``if_match`` takes."""
+
+    model: str
+    environment: str
+    target: str
+    status: str
+    status_message: str
+    revision: int
+    traffic: list[TrafficShare]
+    updated_at: dt.datetime | None
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.revision}"'
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Deployment:
+        traffic = [TrafficShare(t["version"], t["weight"], t["status"], t.get("status_message", "")) for t in body["traffic"]]
+        return cls(body["model"], body["environment"], body["target"], body["status"], body.get("status_message", ""),
+                   body["revision"], traffic, _time(body.get("updated_at")))
+
+
+class DeploymentFailed(Exception):
+    """``wait_for_deployment`` saw the deployment fail; ``deployment.status_message`` says why."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        super().__init__(f"{deployment.model} in {deployment.environment} failed: {deployment.status_message}")
+        self.deployment = deployment
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The gateway's answer: one prediction per input row, the version that made them."""
+
+    predictions: list[Any]
+    version: int
+    request_id: str

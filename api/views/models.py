@@ -71,7 +71,7 @@ class ModelListArgs(PageArgs):
     tag = fields.List(fields.String(), load_default=list, metadata={"description": "key or key=value; repeat to AND"})
 
 
-class VersionCreateSchema(Schema):
+class ModelVersionCreateSchema(Schema):
     source = fields.String(
         load_default=None, validate=validate.OneOf(("run", "upload")),
         metadata={"description": "run (default when run_id is given): copy the run's artifact_path folder; "
@@ -101,13 +101,13 @@ class VersionCreateSchema(Schema):
         data["source"] = source
 
 
-class VersionUpdateSchema(Schema):
+class ModelVersionUpdateSchema(Schema):
     description = fields.String(validate=validate.Length(max=10000))
     tags = _tag_changes()
     archived = fields.Boolean(metadata={"description": "Archived versions are skipped by latest and cannot get aliases"})
 
 
-class VersionSchema(Schema):
+class ModelVersionSchema(Schema):
     model = fields.String()
     version = fields.Integer()
     status = fields.String(metadata={"enum": list(VERSION_STATUSES)})
@@ -129,16 +129,16 @@ class VersionSchema(Schema):
     updated_at = fields.AwareDateTime()
 
 
-class VersionListArgs(PageArgs):
+class ModelVersionListArgs(PageArgs):
     status = fields.String(load_default=None, validate=validate.OneOf(VERSION_STATUSES))
     archived = fields.Boolean(load_default=None)
 
 
-class AliasSetSchema(Schema):
+class ModelAliasSetSchema(Schema):
     version = fields.Raw(required=True, metadata={"description": "Version number (or v<N>, latest, another alias)"})
 
 
-class AliasSchema(Schema):
+class ModelAliasSchema(Schema):
     model = fields.String()
     alias = fields.String()
     version = fields.Integer()
@@ -147,17 +147,17 @@ class AliasSchema(Schema):
     updated_by = fields.String()
 
 
-class FileSchema(Schema):
+class ModelFileSchema(Schema):
     path = fields.String()
     size = fields.Integer()
     modified = fields.AwareDateTime(allow_none=True)
 
 
-class FileListSchema(Schema):
-    items = fields.List(fields.Nested(FileSchema))
+class ModelFileListSchema(Schema):
+    items = fields.List(fields.Nested(ModelFileSchema))
 
 
-class RunLineageSchema(Schema):
+class LineageRunSchema(Schema):
     id = fields.String(allow_none=True)
     exists = fields.Boolean()
     name = fields.String(allow_none=True)
@@ -172,7 +172,7 @@ class RunLineageSchema(Schema):
     metrics = fields.Dict(keys=fields.String(), values=fields.Float(allow_none=True), metadata={"description": "Latest values at registration"})
 
 
-class DeploymentLineageSchema(Schema):
+class LineageDeploymentSchema(Schema):
     environment = fields.String()
     weight = fields.Integer()
     status = fields.String()
@@ -180,7 +180,7 @@ class DeploymentLineageSchema(Schema):
     deployed_at = fields.AwareDateTime(allow_none=True)
 
 
-class DeploymentEventLineageSchema(Schema):
+class LineageDeploymentEventSchema(Schema):
     environment = fields.String()
     kind = fields.String()
     message = fields.String()
@@ -189,7 +189,7 @@ class DeploymentEventLineageSchema(Schema):
     occurred_at = fields.AwareDateTime()
 
 
-class LineageSchema(Schema):
+class ModelVersionLineageSchema(Schema):
     model = fields.String()
     version = fields.Integer()
     status = fields.String()
@@ -198,13 +198,13 @@ class LineageSchema(Schema):
     flavor = fields.String(allow_none=True)
     artifact_uri = fields.String()
     artifact_sha256 = fields.String(allow_none=True)
-    run = fields.Nested(RunLineageSchema, allow_none=True)
-    deployments = fields.List(fields.Nested(DeploymentLineageSchema), metadata={"description": "Where it serves now"})
-    deployment_events = fields.List(fields.Nested(DeploymentEventLineageSchema), metadata={"description": "History, oldest first"})
+    run = fields.Nested(LineageRunSchema, allow_none=True)
+    deployments = fields.List(fields.Nested(LineageDeploymentSchema), metadata={"description": "Where it serves now"})
+    deployment_events = fields.List(fields.Nested(LineageDeploymentEventSchema), metadata={"description": "History, oldest first"})
 
 
 ModelPage = page_schema(ModelSchema, "ModelPage")
-VersionPage = page_schema(VersionSchema, "ModelVersionPage")
+VersionPage = page_schema(ModelVersionSchema, "ModelVersionPage")
 
 
 def model_body(view: registry_service.ModelView) -> dict[str, Any]:
@@ -290,7 +290,7 @@ class ModelByName(MethodView):
 @blp.route("/<project>/models/<model>/versions")
 class Versions(MethodView):
     @requires(access.project_role("viewer"))
-    @blp.arguments(VersionListArgs, location="query")
+    @blp.arguments(ModelVersionListArgs, location="query")
     @blp.response(200, VersionPage)
     def get(self, args: dict[str, Any], project: str, model: str) -> dict[str, Any]:
         """List a model's versions, oldest first"""
@@ -303,8 +303,8 @@ class Versions(MethodView):
             return page_body(page)
 
     @requires(access.project_role("developer"))
-    @blp.arguments(VersionCreateSchema)
-    @blp.response(201, VersionSchema)
+    @blp.arguments(ModelVersionCreateSchema)
+    @blp.response(201, ModelVersionSchema)
     def post(self, body: dict[str, Any], project: str, model: str) -> dict[str, Any]:
         """Register a new version from a run's artifact folder, or start an upload"""
         spec = version_service.check_spec(
@@ -322,15 +322,15 @@ class Versions(MethodView):
 class VersionByRef(MethodView):
     @requires(access.project_role("viewer"))
     @blp.doc(parameters=[{"in": "path", "name": "version", "description": VERSION_REF_DOC}])
-    @blp.response(200, VersionSchema)
+    @blp.response(200, ModelVersionSchema)
     def get(self, project: str, model: str, version: str) -> dict[str, Any]:
         """Get a version by number, v<N>, latest or alias"""
         with platform().db.read() as session:
             return version_body(version_service.get_version(session, project, model, _ref(version)))
 
     @requires(access.project_role("developer"))
-    @blp.arguments(VersionUpdateSchema)
-    @blp.response(200, VersionSchema)
+    @blp.arguments(ModelVersionUpdateSchema)
+    @blp.response(200, ModelVersionSchema)
     def patch(self, body: dict[str, Any], project: str, model: str, version: str) -> dict[str, Any]:
         """Change a version's description or tags, archive or unarchive it"""
         with platform().db.write() as session:
@@ -342,7 +342,7 @@ class VersionByRef(MethodView):
 @blp.route("/<project>/models/<model>/versions/<version>/lineage")
 class VersionLineage(MethodView):
     @requires(access.project_role("viewer"))
-    @blp.response(200, LineageSchema)
+    @blp.response(200, ModelVersionLineageSchema)
     def get(self, project: str, model: str, version: str) -> dict[str, Any]:
         """Where a version came from (run, params, metrics, digest) and where it was deployed"""
         with platform().db.read() as session:
@@ -352,7 +352,7 @@ class VersionLineage(MethodView):
 @blp.route("/<project>/models/<model>/versions/<version>/finalize")
 class VersionFinalize(MethodView):
     @requires(access.project_role("developer"))
-    @blp.response(200, VersionSchema)
+    @blp.response(200, ModelVersionSchema)
     def post(self, project: str, model: str, version: str) -> dict[str, Any]:
         """Seal an uploaded version's files (digest, flavor) and start its validation; idempotent"""
         return version_body(version_service.finalize_version(platform(), caller(), project, model, _ref(version)))
@@ -361,7 +361,7 @@ class VersionFinalize(MethodView):
 @blp.route("/<project>/models/<model>/versions/<version>/files")
 class VersionFiles(MethodView):
     @requires(access.project_role("viewer"))
-    @blp.response(200, FileListSchema)
+    @blp.response(200, ModelFileListSchema)
     def get(self, project: str, model: str, version: str) -> dict[str, Any]:
         """List a version's files"""
         return {"items": version_service.file_listing(platform(), project, model, _ref(version))}
@@ -371,7 +371,7 @@ class VersionFiles(MethodView):
 class VersionFile(MethodView):
     @requires(access.project_role("developer"))
     @blp.doc(requestBody={"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}})
-    @blp.response(201, FileSchema)
+    @blp.response(201, ModelFileSchema)
     def put(self, project: str, model: str, version: str, path: str) -> Any:
         """Upload one file of a version that is not finalized; streamed (409 once finalized)"""
         limit = platform().config["tracking"]["limits"]["max_artifact_bytes"]
@@ -402,8 +402,8 @@ class VersionFile(MethodView):
 @blp.route("/<project>/models/<model>/aliases/<alias>")
 class Alias(MethodView):
     @requires(access.project_role("developer"))
-    @blp.arguments(AliasSetSchema)
-    @blp.response(200, AliasSchema)
+    @blp.arguments(ModelAliasSetSchema)
+    @blp.response(200, ModelAliasSchema)
     def put(self, body: dict[str, Any], project: str, model: str, alias: str) -> dict[str, Any]:
         """Point an alias at a version (moves it if it points elsewhere); latest and v<N> are reserved"""
         ref = body["version"]

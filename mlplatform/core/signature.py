@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from mlplatform.core.errors import InvalidInput, Unprocessable
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped]
 
 TYPES = ("integer", "number", "boolean", "string", "datetime")
 _ALIASES = {
@@ -50,7 +50,7 @@ def infer_signature(example: pd.DataFrame | list[dict[str, Any]], outputs: Any =
 
 
 def _infer_columns(example: Any, what: str) -> list[dict[str, Any]]:
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped]
 
     if isinstance(example, pd.DataFrame):
         return [_infer_series(str(name), example[name]) for name in example.columns]
@@ -67,7 +67,7 @@ def infer_outputs(outputs: Any) -> list[dict[str, Any]] | None:
     """The ``outputs`` part of a signature for model outputs (see ``infer_signature``); None for None."""
     if outputs is None:
         return None
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped]
 
     if isinstance(outputs, pd.DataFrame):
         return _infer_columns(outputs, "outputs")
@@ -190,7 +190,7 @@ def validate_inputs(signature: Mapping[str, Any] | None, body: Mapping[str, Any]
         row_number, name, problem = first
         more = f" ({count - 1} more problem{'s' if count > 2 else ''})" if count > 1 else ""
         raise Unprocessable(f"invalid input at row {row_number}, column {name!r}: {problem}{more}", errors=errors)
-    return _frame_from_columns({name: values for (name, _, _), values in zip(spec, out_columns)}, datetimes)
+    return _frame_from_columns({name: values for (name, _, _), values in zip(spec, out_columns, strict=True)}, datetimes)
 
 
 class _Absent:
@@ -219,18 +219,18 @@ def _rows_of(body: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
         columns = list(names)
         return columns, [[record.get(name, _ABSENT) for name in columns] for record in records]
     if "columns" in body or "data" in body:
-        columns, data = body.get("columns"), body.get("data")
-        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) or len(set(columns)) != len(columns):
+        names_given, data = body.get("columns"), body.get("data")
+        if not isinstance(names_given, list) or not all(isinstance(c, str) for c in names_given) or len(set(names_given)) != len(names_given):
             raise Unprocessable("'columns' must be a list of distinct column names", errors={"columns": ["not a list of distinct names"]})
         if not isinstance(data, list) or not data:
             raise Unprocessable("'data' must be a non-empty list of rows", errors={"data": ["not a non-empty list"]})
         for number, row in enumerate(data):
-            if not isinstance(row, list) or len(row) != len(columns):
+            if not isinstance(row, list) or len(row) != len(names_given):
                 raise Unprocessable(
-                    f"data[{number}] must be a list of {len(columns)} values, one per column",
+                    f"data[{number}] must be a list of {len(names_given)} values, one per column",
                     errors={"data": [f"row {number} has the wrong length"]},
                 )
-        return list(columns), data
+        return list(names_given), data
     raise Unprocessable("the body needs 'instances' (records) or 'columns' and 'data'", errors={"instances": ["missing"]})
 
 
@@ -241,7 +241,7 @@ def _frame(columns: list[str], rows: list[list[Any]], datetimes: Mapping[str, No
 
 
 def _frame_from_columns(data: dict[str, list[Any]], datetimes: Mapping[str, None]) -> pd.DataFrame:
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped]
 
     frame = pd.DataFrame(data, columns=list(data))
     for name in datetimes:

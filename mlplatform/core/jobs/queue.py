@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 #: Job name -> ``"module:function"``. Features add their jobs here; nothing registers on import.
 HANDLERS: dict[str, str] = {
+    "compute_monitor_window": "mlplatform.core.monitoring.window_job:compute_monitor_window",
+    "deliver_alert_notification": "mlplatform.core.services.alert_delivery:deliver_notification",
     "deploy_version": "mlplatform.core.services.deployment_jobs:deploy_version",
     "undeploy_deployment": "mlplatform.core.services.deployment_jobs:undeploy_deployment",
     "validate_model_version": "mlplatform.core.services.registry_validation:validate_model_version",

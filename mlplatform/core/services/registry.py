@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mlplatform.core.backends import Identity
@@ -25,7 +25,7 @@ from mlplatform.core.db.models import Project
 from mlplatform.core.db.registry import ModelAlias, ModelVersion, RegisteredModel
 from mlplatform.core.errors import Conflict, InvalidInput, NotFound
 from mlplatform.core.services import access, audit
-from mlplatform.core.services.pagination import Page, paginate
+from mlplatform.core.services.pagination import Page, encode_token, paginate
 
 if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
@@ -146,8 +146,9 @@ def merge_tags(current: Mapping[str, str], changes: Mapping[str, str | None]) ->
     return merged
 
 
-def _audit(session: Session, identity: Identity, project: Project, action: str, kind: str, resource_id: Any,
-           summary: Mapping[str, Any], platform: Platform | None) -> None:
+def record_change(session: Session, identity: Identity, project: Project, action: str, kind: str, resource_id: Any,
+                  summary: Mapping[str, Any], platform: Platform | None) -> None:
+    """Audit one registry change in the caller's transaction."""
     audit.record(
         session, actor=identity.username, action=action, resource_type=kind, resource_id=resource_id,
         project=project.name, summary=summary, platform=platform,
@@ -196,7 +197,7 @@ def create_model(
     )
     session.add(model)
     session.flush()
-    _audit(session, identity, project, "model.create", "model", model.id, {"name": name, "tags": model.tags}, platform)
+    record_change(session, identity, project, "model.create", "model", model.id, {"name": name, "tags": model.tags}, platform)
     return ModelView(model, {}, None)
 
 
@@ -236,8 +237,6 @@ def list_models(
                 items.append(model)
                 if len(items) == page_size:
                     more = model is not page.items[-1] or page.next_page_token is not None
-                    from mlplatform.core.services.pagination import encode_token
-
                     return Page(model_views(session, items), encode_token(model.id) if more else None)
         token = page.next_page_token
         if token is None:
@@ -262,7 +261,7 @@ def update_model(
             model.tags = merged
     if summary:
         model.updated_at = utcnow()
-        _audit(session, identity, project, "model.update", "model", model.id, {"name": name, **summary}, platform)
+        record_change(session, identity, project, "model.update", "model", model.id, {"name": name, **summary}, platform)
     return model_views(session, [model])[0]
 
 
@@ -297,10 +296,6 @@ def delete_model(session: Session, identity: Identity, project_name: str, name: 
             errors={"versions": [f"v{n} deployed" for n in numbers]},
         )
     count = session.scalar(select(func.count()).select_from(ModelVersion).where(ModelVersion.model_id == model.id))
-    _audit(session, identity, project, "model.delete", "model", model.id, {"name": name, "versions": count}, platform)
+    record_change(session, identity, project, "model.delete", "model", model.id, {"name": name, "versions": count}, platform)
     session.delete(model)
     session.flush()
-
-
-def has_versions(session: Session, model: RegisteredModel) -> bool:
-    return bool(session.scalar(select(exists().where(ModelVersion.model_id == model.id))))

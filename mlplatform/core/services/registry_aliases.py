@@ -17,7 +17,7 @@ from mlplatform.core.db.base import utcnow
 from mlplatform.core.db.registry import ModelAlias, ModelVersion
 from mlplatform.core.errors import Conflict, Unprocessable
 from mlplatform.core.services import access
-from mlplatform.core.services.registry import LATEST, _audit, get_model, resolve_version, version_number
+from mlplatform.core.services.registry import LATEST, get_model, record_change, resolve_version, version_number
 
 if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
@@ -62,7 +62,7 @@ def set_alias(session: Session, identity: Identity, project_name: str, model_nam
     else:
         row.version_id, row.updated_by, row.updated_at = version.id, identity.username, utcnow()
     session.flush()
-    _audit(session, identity, project, "model_alias.set", "model_alias", f"{model.id}:{alias}",
+    record_change(session, identity, project, "model_alias.set", "model_alias", f"{model.id}:{alias}",
            {"model": model_name, "alias": alias, "from": previous, "to": version.version}, platform)
     return row, previous, version
 
@@ -78,5 +78,5 @@ def delete_alias(session: Session, identity: Identity, project_name: str, model_
     previous = session.get(ModelVersion, row.version_id)
     session.delete(row)
     session.flush()
-    _audit(session, identity, project, "model_alias.delete", "model_alias", f"{model.id}:{alias}",
+    record_change(session, identity, project, "model_alias.delete", "model_alias", f"{model.id}:{alias}",
            {"model": model_name, "alias": alias, "from": previous.version if previous else None, "to": None}, platform)

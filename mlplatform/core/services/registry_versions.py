@@ -38,10 +38,17 @@ from mlplatform.core.db.models import Project
 from mlplatform.core.db.registry import ModelAlias, ModelVersion, RegisteredModel
 from mlplatform.core.db.tracking import LatestMetric, Param, Run
 from mlplatform.core.errors import Conflict, InvalidInput, Unprocessable
-from mlplatform.core.model_loading import CHUNK, DESCRIPTOR, available_flavors, combine_digests, pick_flavor, store_sha256
+from mlplatform.core.model_loading import (
+    CHUNK,
+    DESCRIPTOR,
+    available_flavors,
+    combine_digests,
+    pick_flavor,
+    store_sha256,
+)
 from mlplatform.core.services import access, artifacts
 from mlplatform.core.services.pagination import Page, paginate
-from mlplatform.core.services.registry import _audit, deployed_versions, get_model, merge_tags, resolve_version
+from mlplatform.core.services.registry import deployed_versions, get_model, merge_tags, record_change, resolve_version
 from mlplatform.core.services.tracking import load_run
 from mlplatform.core.signature import check_signature, infer_signature
 
@@ -129,7 +136,7 @@ def create_version_row(
     session.add(version)
     model.updated_at = utcnow()
     session.flush()
-    _audit(session, identity, project, "model_version.create", "model_version", version.id,
+    record_change(session, identity, project, "model_version.create", "model_version", version.id,
            {"model": model.name, "version": number, **source}, platform)
     return version
 
@@ -138,15 +145,23 @@ def _freeze_lineage(session: Session, version: ModelVersion, run: Run) -> None:
     version.run_id = run.id
     version.experiment_id = run.experiment_id
     version.source_git_commit = run.source_git_commit
-    version.run_params = dict(session.execute(select(Param.key, Param.value).where(Param.run_id == run.id)))
-    version.run_metrics = dict(
-        session.execute(select(LatestMetric.key, LatestMetric.value).where(LatestMetric.run_id == run.id)).tuples()
-    )
+    version.run_params = {k: v for k, v in session.execute(select(Param.key, Param.value).where(Param.run_id == run.id))}
+    version.run_metrics = {
+        k: v for k, v in session.execute(select(LatestMetric.key, LatestMetric.value).where(LatestMetric.run_id == run.id))
+    }
 
 
 def begin_version(platform: Platform, identity: Identity, project_name: str, model_name: str, spec: VersionSpec,
                   *, source: Mapping[str, Any] | None = None) -> VersionView:
-    """Create a version awaiting files (the upload flow's first step); writes ``input_example.json``."""
+    """Create a version awaiting files (the upload flow's first step); writes ``input_example.json``.
+
+    ``InvalidInput`` if ``spec.flavor`` names a flavor no plugin provides.
+    """
+    flavors = available_flavors(platform)
+    if spec.flavor and spec.flavor not in flavors:
+        raise InvalidInput(
+            f"model flavor {spec.flavor!r} is not installed; available: {', '.join(sorted(flavors))}", errors={"flavor": ["unknown"]}
+        )
     with platform.db.write() as session:
         project = access.get_project(session, project_name)
         version = create_version_row(session, identity, project, model_name, spec, source=source or {"source": "upload"}, platform=platform)
@@ -184,7 +199,7 @@ def register_from_run(platform: Platform, identity: Identity, project_name: str,
                          source={"source": "run", "run_id": run_id, "artifact_path": folder})
     version = view.version
     try:
-        entries = [(rel, _copy(store, info.path, version.artifact_uri + rel)) for info, rel in zip(files, relative)]
+        entries = [(rel, _copy(store, info.path, version.artifact_uri + rel)) for info, rel in zip(files, relative, strict=True)]
         if spec.input_example is not None:
             entries = [e for e in entries if e[0] != INPUT_EXAMPLE]
             entries.append((INPUT_EXAMPLE, _put_example(store, version.artifact_uri, spec.input_example)))
@@ -297,7 +312,7 @@ def finalize_version(platform: Platform, identity: Identity, project_name: str, 
         if version.artifact_sha256 is None:  # a concurrent finalize may have won
             version.artifact_sha256, version.flavor, version.signature = digest, spec.flavor, spec.signature
             version.status_message, version.updated_at = "validating", utcnow()
-            _audit(session, identity, project, "model_version.finalize", "model_version", version.id,
+            record_change(session, identity, project, "model_version.finalize", "model_version", version.id,
                    {"model": model_name, "version": number, "sha256": digest, "flavor": spec.flavor}, platform)
             platform.jobs.enqueue(session, VALIDATE_JOB, {"version_id": version.id}, project=project.name)
         return version_views(session, model_name, [version])[0]
@@ -360,7 +375,7 @@ def update_version(session: Session, identity: Identity, project_name: str, mode
         version.archived = bool(changes["archived"])
     if summary:
         version.updated_at = utcnow()
-        _audit(session, identity, project, "model_version.update", "model_version", version.id,
+        record_change(session, identity, project, "model_version.update", "model_version", version.id,
                {"model": model_name, "version": version.version, **summary}, platform)
     return version_views(session, model_name, [version])[0]
 
