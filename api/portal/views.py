@@ -68,3 +68,6 @@ def project_home(project: str) -> Any:
     from api.portal import home
 
     return render_template("portal/project_home.html", **home.summary(platform(), g.project))
+
+
+from api.portal import audit_pages, charts, compare, experiments, nav, runs  # noqa: E402,F401  (their routes join bp)
