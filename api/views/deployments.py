@@ -20,8 +20,7 @@ from prometheus_client.core import CounterMetricFamily
 from api.security import requires
 from api.views.common import API_PREFIX, caller, platform
 from mlplatform.core.db.deployments import DEPLOYMENT_STATUSES
-from mlplatform.core.errors import InvalidInput, PayloadTooLarge
-from mlplatform.core.gateway import Gateway
+from mlplatform.core.gateway import Gateway, read_json_body
 from mlplatform.core.services import access
 from mlplatform.core.services import deployments as service
 
@@ -168,24 +167,24 @@ class ProjectDeployments(MethodView):
             return json_response({"items": [v.to_dict() for v in views], "next_page_token": None})
 
 
-@blp.route("/<project>/models/<model>/deployments/<env>")
+@blp.route("/<project>/models/<model>/deployments/<environment>")
 class DeploymentByEnvironment(MethodView):
     @requires(access.project_role("viewer"))
     @blp.response(200, DeploymentSchema, headers={"ETag": {"schema": {"type": "string"}}})
-    def get(self, project: str, model: str, env: str) -> Response:
+    def get(self, project: str, model: str, environment: str) -> Response:
         """Get the deployment of a model in an environment, with its latest events"""
         with platform().db.read() as session:
-            return _deployment_response(service.get_deployment(session, project, model, env))
+            return _deployment_response(service.get_deployment(session, project, model, environment))
 
     @requires(access.project_role("developer"))
     @blp.arguments(DeploySchema)
     @blp.doc(parameters=[IF_MATCH])
     @blp.response(202, DeploymentSchema)
-    def put(self, body: dict[str, Any], project: str, model: str, env: str) -> Response:
+    def put(self, body: dict[str, Any], project: str, model: str, environment: str) -> Response:
         """Deploy a version or alias; once healthy it takes its weight (default: all traffic)"""
         with platform().db.write() as session:
             view = service.request_deploy(
-                session, caller(), project, model, env, body["version"], weight=body["weight"],
+                session, caller(), project, model, environment, body["version"], weight=body["weight"],
                 if_match=request.headers.get("If-Match"), platform=platform(),
             )
             return _deployment_response(view, 202)
@@ -193,16 +192,16 @@ class DeploymentByEnvironment(MethodView):
     @requires(access.project_role("developer"))
     @blp.doc(parameters=[IF_MATCH])
     @blp.response(202, DeploymentSchema)
-    def delete(self, project: str, model: str, env: str) -> Response:
+    def delete(self, project: str, model: str, environment: str) -> Response:
         """Undeploy: every version leaves traffic and the deployment is retired"""
         with platform().db.write() as session:
             view = service.request_undeploy(
-                session, caller(), project, model, env, if_match=request.headers.get("If-Match"), platform=platform()
+                session, caller(), project, model, environment, if_match=request.headers.get("If-Match"), platform=platform()
             )
             return _deployment_response(view, 202)
 
 
-@blp.route("/<project>/models/<model>/deployments/<env>/predict")
+@blp.route("/<project>/models/<model>/deployments/<environment>/predict")
 class Predict(MethodView):
     @requires(access.project_role("viewer"))
     @blp.doc(
@@ -213,29 +212,15 @@ class Predict(MethodView):
         }],
     )
     @blp.response(200, PredictResponseSchema)
-    def post(self, project: str, model: str, env: str) -> Response:
+    def post(self, project: str, model: str, environment: str) -> Response:
         """Predict with the deployment: records or columns in, one prediction per row out"""
         gw = gateway()
         identity = caller()
         gw.check_rate(str(identity.token_id) if identity.token_id is not None else f"user:{identity.username}")
-        body = _read_json(gw.max_body_bytes)
+        body = read_json_body(request, gw.max_body_bytes)
         request_id = g.request_id
-        result = gw.predict(project, model, env, body, pin=request.headers.get(gw.version_header), request_id=request_id)
+        result = gw.predict(project, model, environment, body, pin=request.headers.get(gw.version_header), request_id=request_id)
         return json_response(
             {"predictions": result.predictions, "version": result.version, "request_id": request_id},
             headers={gw.version_header: str(result.version)},
         )
-
-
-def _read_json(limit: int) -> Any:
-    """The request's JSON body, read no further than ``limit`` bytes (413 beyond)."""
-    length = request.content_length
-    if length is not None and length > limit:
-        raise PayloadTooLarge(f"the body is {length} bytes; the gateway takes at most {limit}")
-    raw = request.stream.read(limit + 1)
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"the body is larger than {limit} bytes, the gateway's limit")
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from None

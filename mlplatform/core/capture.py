@@ -1,38 +1,33 @@
 """Inference capture: the gateway hands each sampled request here without waiting.
 
-``Capture.submit`` puts a record on a bounded queue (``gateway.capture.buffer_size``) and
-returns at once; when the queue is full the record is dropped and counted (``dropped``),
-so a slow artifact store never slows a prediction. A background thread drains the queue and
-writes a Parquet file per deployment and hour every ``flush_interval`` seconds (or sooner
-when a batch is large) to the artifact store::
+``Capture.submit`` appends a record to a bounded buffer (``gateway.capture.buffer_size``) and
+returns at once; when the buffer is full the record is dropped and counted (``dropped``),
+so a slow artifact store never slows a prediction. A background thread drains the buffer and,
+every ``flush_interval`` seconds (sooner when a batch is large), writes one Parquet file per
+deployment and UTC hour through ``mlplatform.core.monitoring.records`` (the one record
+layout, shared with the events route)::
 
-    monitoring/<project>/<model>/<env>/<YYYY-MM-DD>/<HH>/<uuid>.parquet   (UTC)
+    monitoring/<project>/<model>/<env>/<YYYY-MM-DD>/<HH>/<uuid>.parquet
 
-One Parquet row per input row, with columns:
+One row per input row: ``request_id``, ``timestamp`` (ms, UTC), ``version``, ``inputs.<column>``
+(one per input column), ``output`` (the row's prediction; null on error; JSON text when not
+a scalar), ``latency_ms`` (of the whole request), ``status`` (the HTTP status answered),
+``source`` (``gateway``) and ``error`` (the model's error message, or null).
 
-- ``request_id`` (string), ``timestamp`` (timestamp[us, UTC]), ``version`` (int64, null when
-  no version was chosen), ``status`` (``ok`` | ``error``), ``error`` (string or null),
-  ``latency_ms`` (double, of the whole request), ``row`` (int32, the row's index in its request);
-- ``prediction``: the model's output for the row (null on error);
-- ``input.<column>``: one per input column.
-
-A column whose values pyarrow cannot type consistently is written as JSON text. The thread
-starts on the first record and stops after a minute without any, so an idle platform holds
-no thread. Writing failures are logged and counted (``failed_batches``), never raised.
+The thread starts on the first record and stops after a minute without any, so an idle
+platform holds no thread. Writing failures are logged and counted (``failed_batches``),
+never raised.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import logging
-import queue
 import random
 import threading
 import time
-import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -44,8 +39,9 @@ log = logging.getLogger("mlplatform.capture")
 
 MAX_BATCH_RECORDS = 5000
 IDLE_EXIT_S = 60.0
-PREFIX = "monitoring"
-FIXED_COLUMNS = ("request_id", "timestamp", "version", "status", "error", "latency_ms", "row", "prediction")
+INPUT_PREFIX = "inputs."
+SOURCE = "gateway"
+FIXED_COLUMNS = ("request_id", "timestamp", "version", "output", "latency_ms", "status", "error")
 
 
 @dataclass(slots=True)
@@ -60,22 +56,19 @@ class CaptureRecord:
     request_id: str
     timestamp: dt.datetime
     latency_ms: float
-    status: str
+    status: int  # the HTTP status answered
     error: str | None
     inputs: Any
     outputs: list[Any] | None
 
 
-class _Flush:
-    def __init__(self) -> None:
-        self.done = threading.Event()
-
-
-_STOP = object()
-
-
 class Capture:
-    """The bounded buffer and its writer thread; see the module docstring. Thread-safe."""
+    """The bounded buffer and its writer thread; see the module docstring. Thread-safe.
+
+    ``submit`` only appends to a deque: it never wakes the writer per record (a thread
+    switch per request would cost more than the rest of capture). The writer wakes every
+    ``flush_interval``, when the buffer is half full, or when ``flush``/``close`` asks.
+    """
 
     def __init__(
         self,
@@ -90,10 +83,14 @@ class Capture:
         self.enabled = enabled and sample_rate > 0
         self.sample_rate = sample_rate
         self.flush_interval = flush_interval
+        self.buffer_size = buffer_size
         self.dropped = 0
         self.written_files = 0
         self.failed_batches = 0
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=buffer_size)
+        self._buffer: deque[CaptureRecord] = deque()
+        self._wake_at = max(1, min(buffer_size // 2, MAX_BATCH_RECORDS))
+        self._wake = threading.Event()
+        self._flushes: list[threading.Event] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -114,25 +111,29 @@ class Capture:
         return self.enabled and (self.sample_rate >= 1.0 or random.random() < self.sample_rate)
 
     def submit(self, record: CaptureRecord) -> bool:
-        """Queue ``record`` without blocking. False (and ``dropped`` + 1) when the buffer is full."""
+        """Buffer ``record`` without blocking. False (and ``dropped`` + 1) when the buffer is full."""
         if self._closed:
             return False
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
+        size = len(self._buffer)
+        if size >= self.buffer_size:
             with self._lock:
                 self.dropped += 1
             return False
-        if self._thread is None:
+        self._buffer.append(record)
+        if self._thread is None:  # read after the append: see _run's idle exit
             self._ensure_thread()
+        elif size + 1 == self._wake_at:
+            self._wake.set()
         return True
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Write everything submitted so far; False if that took longer than ``timeout``."""
-        marker = _Flush()
+        done = threading.Event()
+        with self._lock:
+            self._flushes.append(done)
         self._ensure_thread()
-        self._queue.put(marker, timeout=timeout)
-        return marker.done.wait(timeout)
+        self._wake.set()
+        return done.wait(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is buffered and stop the thread. Later records are dropped."""
@@ -140,7 +141,7 @@ class Capture:
         with self._lock:
             thread = self._thread
         if thread is not None:
-            self._queue.put(_STOP, timeout=timeout)
+            self._wake.set()
             thread.join(timeout)
 
     # --- the writer thread ------------------------------------------------------------------
@@ -152,103 +153,93 @@ class Capture:
                 self._thread.start()
 
     def _run(self) -> None:
-        pending: list[CaptureRecord] = []
-        deadline = 0.0
+        idle = 0.0
         while True:
-            timeout = max(0.0, deadline - time.monotonic()) if pending else IDLE_EXIT_S
-            try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                item = None
-            if isinstance(item, CaptureRecord):
-                if not pending:
-                    deadline = time.monotonic() + self.flush_interval
-                pending.append(item)
-                if len(pending) >= MAX_BATCH_RECORDS or time.monotonic() >= deadline:
-                    self._write(pending)
-                    pending = []
-                continue
-            if pending:  # the flush interval is up, or a flush or stop was asked for
-                self._write(pending)
-                pending = []
-            if isinstance(item, _Flush):
-                item.done.set()
-            elif item is _STOP:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            with self._lock:
+                flushes, self._flushes = self._flushes, []
+            wrote = False
+            while self._buffer:
+                batch = [self._buffer.popleft() for _ in range(min(len(self._buffer), MAX_BATCH_RECORDS))]
+                self._write(batch)
+                wrote = True
+            for done in flushes:
+                done.set()
+            idle = 0.0 if wrote else idle + self.flush_interval
+            if self._closed:
                 with self._lock:
                     self._thread = None
                 return
-            elif item is None and timeout == IDLE_EXIT_S:
+            if idle >= IDLE_EXIT_S:
                 with self._lock:
-                    if self._queue.empty():  # submit() puts before it checks the thread
+                    # submit() appends before it looks at the thread, so a record is never stranded for long.
+                    if not self._buffer and not self._flushes:
                         self._thread = None
                         return
 
     def _write(self, records: list[CaptureRecord]) -> None:
-        groups: dict[tuple[str, ...], list[CaptureRecord]] = defaultdict(list)
+        from mlplatform.core.monitoring.records import write_records
+
+        groups: dict[tuple[str, str, str], list[CaptureRecord]] = defaultdict(list)
         for record in records:
-            stamp = record.timestamp.astimezone(dt.timezone.utc)
-            key = (record.project, record.model, record.environment, stamp.strftime("%Y-%m-%d"), stamp.strftime("%H"))
-            groups[key].append(record)
-        for (project, model, env, day, hour), group in groups.items():
-            path = f"{PREFIX}/{project}/{model}/{env}/{day}/{hour}/{uuid.uuid4().hex}.parquet"
+            groups[(record.project, record.model, record.environment)].append(record)
+        for (project, model, env), group in groups.items():
             try:
-                data = to_parquet(group)
-                self.store.put(path, io.BytesIO(data), len(data))
-                self.written_files += 1
+                self.written_files += len(write_records(self.store, project, model, env, to_table(group)))
             except Exception:  # noqa: BLE001 - capture never takes the gateway down
                 self.failed_batches += 1
-                log.exception("writing %d captured requests to %s failed", len(group), path)
+                log.exception("writing %d captured requests of %s/%s/%s failed", len(group), project, model, env)
 
 
-def to_parquet(records: list[CaptureRecord]) -> bytes:
-    """The Parquet bytes of ``records``, one row per input row (see the module docstring)."""
+def to_table(records: list[CaptureRecord]) -> Any:
+    """A ``pyarrow.Table`` of ``records`` in the record layout, one row per input row."""
+    import pandas as pd
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     columns: dict[str, list[Any]] = {name: [] for name in FIXED_COLUMNS}
-    inputs: dict[str, list[Any]] = {}
-    total = 0
+    frames = []
     for record in records:
-        frame = record.inputs
-        count = len(frame) if frame is not None else 1
+        frame = record.inputs if record.inputs is not None else pd.DataFrame(index=[0])
+        count = len(frame)
         outputs = record.outputs if record.outputs is not None and len(record.outputs) == count else [None] * count
-        stamp = record.timestamp.astimezone(dt.timezone.utc)
         columns["request_id"] += [record.request_id] * count
-        columns["timestamp"] += [stamp] * count
+        columns["timestamp"] += [record.timestamp] * count
         columns["version"] += [record.version] * count
+        columns["latency_ms"] += [record.latency_ms] * count
         columns["status"] += [record.status] * count
         columns["error"] += [record.error] * count
-        columns["latency_ms"] += [record.latency_ms] * count
-        columns["row"] += list(range(count))
-        columns["prediction"] += list(outputs)
-        if frame is not None:
-            for name in frame.columns:
-                values = inputs.setdefault(f"input.{name}", [None] * total)
-                values += frame[name].tolist()
-        total += count
-        for values in inputs.values():
-            values += [None] * (total - len(values))
+        columns["output"] += list(outputs)
+        frames.append(frame)
+    # One concat per batch is several times cheaper than reading each small frame's columns.
+    inputs = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
     arrays = {
         "request_id": pa.array(columns["request_id"], pa.string()),
-        "timestamp": pa.array(columns["timestamp"], pa.timestamp("us", tz="UTC")),
-        "version": pa.array(columns["version"], pa.int64()),
-        "status": pa.array(columns["status"], pa.string()),
-        "error": pa.array(columns["error"], pa.string()),
+        "timestamp": pa.array(columns["timestamp"], pa.timestamp("ms", tz="UTC")),
+        "version": pa.array(columns["version"], pa.int32()),
+        "output": _array(columns["output"]),
         "latency_ms": pa.array(columns["latency_ms"], pa.float64()),
-        "row": pa.array(columns["row"], pa.int32()),
-        "prediction": _array(columns["prediction"]),
+        "status": pa.array(columns["status"], pa.int16()),
+        "source": pa.array([SOURCE] * len(inputs), pa.string()),
+        "error": pa.array(columns["error"], pa.string()),
     }
-    arrays.update({name: _array(values) for name, values in inputs.items()})
-    sink = io.BytesIO()
-    pq.write_table(pa.table(arrays), sink, compression="zstd")
-    return sink.getvalue()
+    for name in inputs.columns:
+        try:
+            array = pa.Array.from_pandas(inputs[name])
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+            array = _array(inputs[name].tolist())
+        arrays[f"{INPUT_PREFIX}{name}"] = _array(array.to_pylist()) if pa.types.is_nested(array.type) else array
+    return pa.table(arrays)
 
 
 def _array(values: list[Any]) -> Any:
-    """A typed Arrow array, or JSON text when the values do not share a type."""
+    """A typed Arrow array; JSON text when the values are not scalars of one type."""
     import pyarrow as pa
 
     try:
-        return pa.array(values)
+        array = pa.array(values)
+        if not pa.types.is_nested(array.type):
+            return array
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-        return pa.array([None if v is None else json.dumps(v, default=str) for v in values], pa.string())
+        pass
+    return pa.array([None if v is None else json.dumps(v, default=str) for v in values], pa.string())

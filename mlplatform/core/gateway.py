@@ -17,11 +17,13 @@ using the Redis server's clock. If Redis is unreachable the gateway lets request
 from __future__ import annotations
 
 import bisect
+import json
 import logging
 import math
 import random
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -40,6 +42,7 @@ from mlplatform.core.errors import (
     InvalidInput,
     MLPlatformError,
     NotFound,
+    PayloadTooLarge,
     RateLimited,
     ServiceUnavailable,
 )
@@ -118,6 +121,24 @@ class Route:
 class Prediction:
     predictions: list[Any]
     version: int
+
+
+def read_json_body(request: Any, limit: int) -> Any:
+    """The JSON body of a werkzeug ``request``, read no further than ``limit`` bytes.
+
+    Raises ``PayloadTooLarge`` (413) beyond the limit, declared or not, and ``InvalidInput``
+    for a body that is not JSON.
+    """
+    length = request.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"the body is {length} bytes; the limit is {limit}")
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes, the limit")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
 
 
 # --- rate limiting --------------------------------------------------------------------------
@@ -238,6 +259,7 @@ class Gateway:
         self.capture = capture or Capture.from_config(platform.artifact_store, config["capture"])
         self._routes: dict[tuple[str, str, str], Route] = {}
         self._warm: set[tuple[int, str]] = set()  # (id of the target instance, reference) deployed in this process
+        weakref.finalize(self, self.capture.close, 5.0)  # at exit too: write what is buffered
 
     def check_rate(self, key: str) -> None:
         """Raise ``RateLimited`` (429, with ``retry_after`` seconds) when ``key`` is over its rate."""
@@ -273,12 +295,12 @@ class Gateway:
         except Exception as exc:
             error = exc if isinstance(exc, MLPlatformError) else BackendError(f"the deployment target failed: {type(exc).__name__}: {exc}")
             if capture:
-                self._capture(key, chosen.version, request_id, start, "error", error.message, frame, None)
+                self._capture(key, chosen.version, request_id, start, error.status, error.message, frame, None)
             if error is exc:
                 raise
             raise error from exc
         if capture:
-            self._capture(key, chosen.version, request_id, start, "ok", None, frame, outputs)
+            self._capture(key, chosen.version, request_id, start, 200, None, frame, outputs)
         return Prediction(outputs, chosen.version)
 
     def route(self, key: tuple[str, str, str]) -> Route:
@@ -358,7 +380,7 @@ class Gateway:
 
     def _capture(
         self, key: tuple[str, str, str], version: int | None, request_id: str, start: float,
-        status: str, error: str | None, frame: Any, outputs: list[Any] | None,
+        status: int, error: str | None, frame: Any, outputs: list[Any] | None,
     ) -> None:
         latency_ms = (time.perf_counter() - start) * 1000.0
         self.capture.submit(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mlplatform.core.backends import DeploymentSpec, Identity
@@ -323,7 +324,11 @@ def request_deploy(
             status="pending", status_message="", revision=0, updated_by=identity.username,
         )
         session.add(deployment)
-        session.flush()
+        try:
+            with session.begin_nested():
+                session.flush()
+        except IntegrityError:
+            raise Conflict(f"another request is deploying {model_name!r} to {env_name!r} right now; retry") from None
     deployment.target = env["target"]
     deployment.status = "pending"
     deployment.status_message = ""
@@ -355,7 +360,8 @@ def request_undeploy(
     if_match: str | None = None,
     platform: Platform,
 ) -> DeploymentView:
-    """Retire the deployment (job ``undeploy_deployment``). Idempotent for a retired one.
+    """Retire the deployment (job ``undeploy_deployment``); ``pending`` until the job ran.
+    Idempotent for a retired one. Versions keep serving until the job takes them out.
 
     ``NotFound`` if the model was never deployed there, ``PreconditionFailed`` on If-Match.
     """
@@ -366,6 +372,7 @@ def request_undeploy(
     check_if_match(deployment, if_match)
     if deployment.status == "retired" and not _rows(session, deployment.id):
         return _view(session, deployment, project, model_name)
+    deployment.status, deployment.status_message = "pending", "undeploy requested"
     event = record_event(session, deployment, "undeploy_requested", actor=identity.username)
     platform.jobs.enqueue(
         session, UNDEPLOY_JOB, {"deployment_id": deployment.id, "request_id": event.id}, project=project, timeout=900
@@ -378,7 +385,13 @@ def request_undeploy(
 
 
 def set_traffic(
-    session: Session, deployment: Deployment, weights: Mapping[int, int], *, actor: str = "system", message: str = ""
+    session: Session,
+    deployment: Deployment,
+    weights: Mapping[int, int],
+    *,
+    actor: str = "system",
+    message: str = "",
+    platform: Platform | None = None,
 ) -> DeploymentView:
     """Route ``{version_id: weight}`` (weights sum to 100); versions left out get weight 0.
 
@@ -406,13 +419,15 @@ def set_traffic(
     for version_id, row in rows.items():
         row.weight = clean.get(version_id, 0)
     numbers = dict(session.execute(select(ModelVersion.id, ModelVersion.version).where(ModelVersion.id.in_(list(rows)))).all())
-    record_event(
-        session, deployment, "traffic", actor=actor, message=message,
-        details={"weights": {str(numbers[v]): w for v, w in sorted(clean.items())}},
-    )
+    details = {"weights": {str(numbers[v]): w for v, w in sorted(clean.items())}}
+    record_event(session, deployment, "traffic", actor=actor, message=message, details=details)
     project = session.get(Project, deployment.project_id)
     model = session.get(RegisteredModel, deployment.model_id)
     assert project is not None and model is not None
+    audit.record(
+        session, actor=actor, action="deployment.traffic", resource_type="deployment",
+        resource_id=f"{model.name}/{deployment.environment}", project=project.name, summary=details, platform=platform,
+    )
     return _view(session, deployment, project.name, model.name)
 
 
