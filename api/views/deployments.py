@@ -135,7 +135,8 @@ def gateway() -> Gateway:
 @blp.record_once
 def _install_gateway(state: Any) -> None:
     app: Flask = state.app
-    app.extensions[GATEWAY] = Gateway(app.extensions["mlplatform"])
+    platform = app.extensions["mlplatform"]
+    app.extensions[GATEWAY] = platform.shared("gateway", lambda: Gateway(platform))  # closed with the platform
     metrics = app.extensions.get("mlplatform_metrics")
     if metrics is not None:
         metrics.registry.register(_CaptureCollector(app.extensions[GATEWAY]))

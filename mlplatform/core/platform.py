@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mlplatform.core import config as config_module
 from mlplatform.core.backends import ArtifactStore, AuthBackend, Backend, PlatformEvent
@@ -21,6 +22,7 @@ from mlplatform.core.errors import ConfigError
 from mlplatform.core.plugins import PlatformPluginManager, build_plugin_manager
 
 log = logging.getLogger("mlplatform")
+T = TypeVar("T")
 
 
 class Platform:
@@ -47,6 +49,8 @@ class Platform:
             self._instantiate("auth_backend", name, self.config["auth"]["options"][name], f"auth.backends.{i}")  # type: ignore[misc]
             for i, name in enumerate(self.config["auth"]["backends"])
         ]
+        self._shared: dict[str, Any] = {}
+        self._shared_lock = threading.Lock()
         from mlplatform.core.jobs import build_job_queue
 
         self.jobs = build_job_queue(self, self.config["jobs"])
@@ -70,6 +74,17 @@ class Platform:
         """Instantiate a configured backend by kind and name (targets, channels, metrics)."""
         return self._instantiate(kind, name, options, path)
 
+    def shared(self, key: str, build: Callable[[], T]) -> T:
+        """The platform's one instance of something built on first use (a deployment target,
+        an alert channel); anything with a ``close()`` is closed with the platform."""
+        found = self._shared.get(key)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+        with self._shared_lock:
+            if key not in self._shared:
+                self._shared[key] = build()
+            return self._shared[key]  # type: ignore[no-any-return]
+
     @cached_property
     def environments(self) -> list[dict[str, Any]]:
         return list(self.config["environments"])
@@ -83,6 +98,14 @@ class Platform:
                 log.exception("plugin %r failed in platform_event for %s", impl.plugin_name, event.action)
 
     def close(self) -> None:
+        for component in reversed(list(self._shared.values())):
+            close = getattr(component, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:
+                    log.exception("closing %r failed", component)
+        self._shared.clear()
         self.jobs.close()
         for backend in [self.artifact_store, *self.auth_backends, self.secrets]:
             backend.close()

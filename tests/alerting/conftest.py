@@ -88,10 +88,7 @@ def aapi(make_api: Callable[..., Api], db_kind: str, receiver: Receiver) -> Iter
     ]
     api = make_api(deep_merge({"environments": ENVIRONMENTS}, {"alert_channels": channels}), db=db_kind)
     assert api.post("/api/v1/projects", json={"name": PROJECT}).status_code == 201
-    yield api
-    gateway = api.app.extensions.get("mlplatform_gateway")
-    if gateway is not None:
-        gateway.close()
+    return api
 
 
 def add_deployment(

@@ -7,7 +7,7 @@ uploaded through the platform's artifact store, its digest recorded as the regis
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ from mlplatform.core.db.models import Project
 from mlplatform.core.db.registry import ModelVersion, RegisteredModel
 from mlplatform.core.model_loading import DESCRIPTOR, store_sha256
 from mlplatform.core.platform import Platform
-from mlplatform.core.services import targets
 from tests.api_client import Api
 from tests.conftest import deep_merge
 from tests.serving.conftest import write_sklearn_model
@@ -34,20 +33,16 @@ BASE = f"/api/v1/projects/{PROJECT}/models/{MODEL}/deployments"
 
 
 @pytest.fixture
-def dapi(make_api: Callable[..., Api], db_kind: str) -> Iterator[Callable[..., Api]]:
-    """``dapi(overrides)``: an API on ``db_kind`` with staging and production and project ``acme``."""
-    built: list[Api] = []
+def dapi(make_api: Callable[..., Api], db_kind: str) -> Callable[..., Api]:
+    """``dapi(overrides)``: an API on ``db_kind`` with staging and production and project ``acme``.
+    The gateway and targets close with the platform."""
 
     def make(overrides: dict[str, Any] | None = None) -> Api:
         api = make_api(deep_merge({"environments": ENVIRONMENTS}, overrides or {}), db=db_kind)
         assert api.post("/api/v1/projects", json={"name": PROJECT}).status_code == 201
-        built.append(api)
         return api
 
-    yield make
-    for api in built:
-        api.app.extensions["mlplatform_gateway"].close()
-        targets.close_targets(api.platform)
+    return make
 
 
 @pytest.fixture

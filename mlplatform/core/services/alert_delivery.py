@@ -8,14 +8,13 @@ never raises for a failed delivery, so the job queue does not send it again. A n
 that is no longer ``pending`` is not sent again (a job delivered twice is a no-op).
 
 Channels are instantiated once per platform and name (``alert_channels`` in the config)
-and kept in a cache keyed by the platform.
+through ``Platform.shared``, and closed with the platform.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import threading
-import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +36,6 @@ log = logging.getLogger("mlplatform.alerts")
 DELIVER_JOB = "deliver_alert_notification"
 MAX_ERROR_LENGTH = 2000
 
-_channels: weakref.WeakKeyDictionary[Platform, dict[str, AlertChannel]] = weakref.WeakKeyDictionary()
-_channels_lock = threading.Lock()
 
 
 def configured_channels(platform: Platform) -> list[str]:
@@ -52,23 +49,18 @@ def channel(platform: Platform, name: str) -> AlertChannel:
     Raises ``ConfigError`` when no channel has that name (the config changed since the rule
     was written) or when the backend cannot start.
     """
-    with _channels_lock:
-        cached = _channels.setdefault(platform, {})
-        if name not in cached:
-            for index, item in enumerate(platform.config["alert_channels"]):
-                if item["name"] == name:
-                    backend = platform.backend(
-                        "alert_channel", item["backend"], item["options"], f"alert_channels.{index}"
-                    )
-                    assert isinstance(backend, AlertChannel)
-                    cached[name] = backend
-                    break
-            else:
-                raise ConfigError(
-                    "alert_channels",
-                    f"no alert channel is named {name!r}; configured: {', '.join(configured_channels(platform)) or 'none'}",
-                )
-        return cached[name]
+    for index, item in enumerate(platform.config["alert_channels"]):
+        if item["name"] == name:
+            build = functools.partial(
+                platform.backend, "alert_channel", item["backend"], item["options"], f"alert_channels.{index}"
+            )
+            backend = platform.shared(f"alert_channel:{name}", build)
+            assert isinstance(backend, AlertChannel)
+            return backend
+    raise ConfigError(
+        "alert_channels",
+        f"no alert channel is named {name!r}; configured: {', '.join(configured_channels(platform)) or 'none'}",
+    )
 
 
 def notify(

@@ -9,8 +9,6 @@ target (and its loaded models).
 
 from __future__ import annotations
 
-import threading
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from mlplatform.core.backends import DeploymentTarget
@@ -19,8 +17,6 @@ from mlplatform.core.errors import ConfigError, NotFound, ServiceUnavailable
 if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
 
-_targets: weakref.WeakKeyDictionary[Platform, dict[str, DeploymentTarget]] = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
 
 
 def environment(platform: Platform, name: str) -> dict[str, Any]:
@@ -48,30 +44,19 @@ def target(platform: Platform, name: str) -> DeploymentTarget:
     Raises ``NotFound`` for an unconfigured name and ``ServiceUnavailable`` if the backend
     cannot start (its SDK is missing, its cluster unreachable): both name the target.
     """
-    cache = _targets.get(platform)
-    if cache is not None and name in cache:
-        return cache[name]
-    with _lock:
-        cache = _targets.setdefault(platform, {})
-        if name not in cache:
-            index, item = target_config(platform, name)
-            path = f"deployment_targets.{index}" if index is not None else "environments"
-            try:
-                cache[name] = platform.backend("deployment_target", item["backend"], dict(item["options"]), path)  # type: ignore[assignment]
-            except ConfigError as exc:
-                raise ServiceUnavailable(f"deployment target {name!r} cannot start: {exc.message}") from None
-        return cache[name]
+
+    def build() -> DeploymentTarget:
+        index, item = target_config(platform, name)
+        path = f"deployment_targets.{index}" if index is not None else "environments"
+        try:
+            return platform.backend("deployment_target", item["backend"], dict(item["options"]), path)  # type: ignore[return-value]
+        except ConfigError as exc:
+            raise ServiceUnavailable(f"deployment target {name!r} cannot start: {exc.message}") from None
+
+    return platform.shared(f"deployment_target:{name}", build)
 
 
 def target_for_environment(platform: Platform, env_name: str) -> tuple[dict[str, Any], DeploymentTarget]:
     """``(environment config, its target instance)``."""
     env = environment(platform, env_name)
     return env, target(platform, env["target"])
-
-
-def close_targets(platform: Platform) -> None:
-    """Close and forget the platform's target instances (tests, shutdown)."""
-    with _lock:
-        cache = _targets.pop(platform, {})
-    for instance in cache.values():
-        instance.close()
