@@ -77,7 +77,7 @@ def check_request() -> None:
         raise AuthenticationError("this route needs 'Authorization: Bearer <token>'")
     g.identity = identity
     platform = current_app.extensions["mlplatform"]
-    with platform.db.read() as session:
+    with platform.db.quick_read() as session:
         g.project = access.authorize(session, identity, permission, (request.view_args or {}).get("project"))
 
 

@@ -21,8 +21,8 @@ class TokenAuth(AuthBackend):
         if scheme.lower() != "bearer" or not credential.startswith(identity_service.TOKEN_PREFIX):
             return None
         assert self.platform is not None
-        with self.platform.db.engine.connect() as connection:
-            identity, stale = identity_service.identity_for_token(connection, credential.strip(), self.name)
+        with self.platform.db.quick_read() as session:
+            identity, stale = identity_service.identity_for_token(session, credential.strip(), self.name)
         if stale:
             with self.platform.db.write() as session:
                 identity_service.touch_token(session, identity.token_id)
