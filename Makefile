@@ -16,6 +16,11 @@ test: $(VENV)/.test-installed services  ## set up and run every test
 services:  ## PostgreSQL and Redis must answer; start them if they are installed but down
 	@scripts/ensure-services.sh
 
+bench: bench-tracking  ## every benchmark
+
+bench-tracking: $(VENV)/.run-installed services  ## mlplatform vs MLflow 3 tracking (bench/README.md); BENCH_ARGS=--quick for a smoke run
+	$(BIN)/python bench/tracking.py $(BENCH_ARGS)
+
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check mlplatform api plugins_contrib tests
 	$(BIN)/ruff format --check mlplatform api plugins_contrib tests
@@ -40,3 +45,11 @@ vendor: ## refresh the portal's vendored Chart.js from node_modules (package.jso
 
 clean:
 	rm -rf $(VENV) node_modules build *.egg-info
+
+bench-drift: $(VENV)/.test-installed bench/.venv-evidently/.installed  ## monitoring: our windows vs Evidently 0.7, ingest, series query
+	$(BIN)/python bench/drift.py
+
+bench/.venv-evidently/.installed:
+	$(PYTHON) -m venv bench/.venv-evidently
+	bench/.venv-evidently/bin/python -m pip install --quiet "evidently==0.7.*" "pandas<3"
+	touch $@

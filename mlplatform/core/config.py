@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from mlplatform.core.errors import ConfigError
 
@@ -95,12 +95,109 @@ class PluginsSchema(_Strict):
     require = fields.List(fields.String(), load_default=list)
 
 
+class Duration(fields.Field):
+    """Seconds: a number, or a string such as ``90s``, ``1.5s``, ``5m``, ``72h``, ``1d``. Loads as a float."""
+
+    UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", value) if isinstance(value, str) else None
+        if match is None:
+            raise ValidationError("a duration such as 30s, 5m, 72h or a number of seconds")
+        return float(match.group(1)) * self.UNITS[match.group(2)]
+
+
+_GATE = re.compile(
+    r"\s*(?P<metric>[\w.-]+)\s*(?P<op>>=|<=|>|<)\s*"
+    r"(?:(?P<current>current)\s*(?:(?P<operator>[-+*])\s*(?P<amount>-?\d+(?:\.\d+)?(?:e-?\d+)?))?|(?P<value>-?\d+(?:\.\d+)?(?:e-?\d+)?))\s*"
+)
+
+
+class MetricGate(fields.Field):
+    """``"accuracy >= 0.9"`` (absolute) or ``"accuracy >= current + 0.01"``, ``"loss <= current * 1.05"``
+    (relative to the version now serving the environment). Loads as a dict."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, Any]:
+        match = _GATE.fullmatch(value) if isinstance(value, str) else None
+        if match is None:
+            raise ValidationError(
+                "a gate such as 'accuracy >= 0.9', 'accuracy >= current + 0.01' or 'loss <= current * 1.05'"
+            )
+        relative = match.group("current") is not None
+        return {
+            "expression": " ".join(value.split()),
+            "metric": match.group("metric"),
+            "op": match.group("op"),
+            "relative": relative,
+            "operator": match.group("operator") if relative else None,
+            "value": float(match.group("amount") or 0.0) if relative else float(match.group("value")),
+        }
+
+
+class PoliciesSchema(Schema):
+    """The built-in promotion policies of an environment. Other keys are kept as they are, for
+    in-house ``check_promotion`` plugins (each validates its own)."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    min_metrics = fields.Dict(
+        keys=fields.String(), values=fields.Float(allow_nan=False),
+        metadata={"description": "shorthand gates: {accuracy: 0.9} means 'accuracy >= 0.9'"},
+    )
+    metric_gates = fields.List(MetricGate(), metadata={"description": "gates on the version's run metrics"})
+    healthy_in_previous_minutes = fields.Integer(
+        validate=validate.Range(min=0),
+        metadata={"description": "the version served the previous environment this long, with no alert firing"},
+    )
+    require_reference = fields.Boolean(metadata={"description": "the version has reference data for monitoring"})
+
+
+class GuardSchema(_Strict):
+    period = Duration(load_default=600.0, metadata={"description": "how long the SLO guard watches after a rollout completes"})
+    check_interval = Duration(load_default=5.0, validate=validate.Range(min=0.05))
+    min_requests = fields.Integer(load_default=20, validate=validate.Range(min=1))
+    error_rate_margin = fields.Float(
+        load_default=0.02, validate=validate.Range(min=0), metadata={"description": "new error rate may exceed the old by this much"}
+    )
+    latency_p99_ratio = fields.Float(load_default=1.5, validate=validate.Range(min=1))
+    latency_p99_margin_ms = fields.Float(load_default=50.0, validate=validate.Range(min=0))
+    alerts = fields.Boolean(load_default=True, metadata={"description": "an alert firing on the deployment rolls back"})
+
+
+def _check_steps(steps: list[int]) -> None:
+    if not steps or steps[-1] != 100 or any(b <= a for a, b in zip(steps, steps[1:])):
+        raise ValidationError("increasing percentages ending at 100, e.g. [10, 50, 100]")
+
+
+class PromotionSchema(_Strict):
+    approval_expiry = Duration(load_default=72 * 3600.0, metadata={"description": "a pending request expires after this"})
+    strategy = fields.String(load_default="canary", validate=validate.OneOf(["direct", "canary", "blue_green"]))
+    canary_steps = fields.List(
+        fields.Integer(validate=validate.Range(min=1, max=100)), load_default=lambda: [10, 50, 100], validate=_check_steps
+    )
+    bake_time = Duration(load_default=300.0, metadata={"description": "how long each canary step runs before the next"})
+    alert_channels = fields.List(
+        fields.String(), load_default=None, metadata={"description": "channels told of a rollback; default: every alert_channels entry"}
+    )
+    retire_previous = fields.Boolean(
+        load_default=True, metadata={"description": "undeploy the previous version once the guard period passed"}
+    )
+    guard = fields.Nested(GuardSchema, load_default=lambda: GuardSchema().load({}))
+
+
 class EnvironmentSchema(_Strict):
     name = fields.String(required=True, validate=validate.Regexp(r"^[a-z][a-z0-9_-]{0,62}$"))
     target = fields.String(required=True)
     approvals = fields.Integer(load_default=0, validate=validate.Range(min=0))
     promotion_only = fields.Boolean(load_default=False)
-    policies = fields.Dict(keys=fields.String(), load_default=dict)
+    policies = fields.Nested(PoliciesSchema, load_default=dict)
+    promotion = fields.Nested(
+        PromotionSchema(partial=True), load_default=dict,
+        metadata={"description": "overrides of the top-level promotion section for this environment"},
+    )
 
 
 class MonitoringSchema(_Strict):
@@ -108,6 +205,30 @@ class MonitoringSchema(_Strict):
     drift_metrics = fields.List(fields.String(), load_default=lambda: ["psi", "ks"])
     thresholds = fields.Dict(keys=fields.String(), values=fields.Float(), load_default=dict)
     metric_options = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
+    feature_thresholds = fields.Dict(
+        keys=fields.String(),
+        values=fields.Dict(keys=fields.String(), values=fields.Float()),
+        load_default=dict,
+        metadata={"description": "per-feature threshold overrides: {feature: {metric: threshold}}"},
+    )
+    close_delay = fields.String(
+        load_default="1m",
+        validate=validate.Regexp(r"^\d+[smhd]$"),
+        metadata={"description": "a window is computed this long after it ended (late captured records)"},
+    )
+    max_event_bytes = fields.Integer(
+        load_default=512 * 1024**2,
+        validate=validate.Range(min=1024),
+        metadata={"description": "largest events body (JSON, Parquet or Arrow) the events route accepts"},
+    )
+
+    @validates_schema
+    def _feature_threshold_metrics(self, data: dict[str, Any], **_: Any) -> None:
+        enabled = set(data.get("drift_metrics", []))
+        for feature, by_metric in data.get("feature_thresholds", {}).items():
+            for metric in by_metric:
+                if metric not in enabled:
+                    raise ValidationError({"feature_thresholds": {feature: {metric: ["not in monitoring.drift_metrics"]}}})
 
 
 class TrackingLimitsSchema(_Strict):
@@ -165,6 +286,7 @@ class PlatformConfigSchema(_Strict):
     tracking = fields.Nested(TrackingSchema, load_default=lambda: TrackingSchema().load({}))
     gateway = fields.Nested(GatewaySchema, load_default=lambda: GatewaySchema().load({}))
     logging = fields.Nested(LoggingSchema, load_default=lambda: LoggingSchema().load({}))
+    promotion = fields.Nested(PromotionSchema, load_default=lambda: PromotionSchema().load({}))
 
     @validates_schema
     def _unique_names(self, data: dict[str, Any], **_: Any) -> None:
@@ -174,6 +296,13 @@ class PlatformConfigSchema(_Strict):
                 if item["name"] in seen:
                     raise ValidationError({section: {index: {"name": [f"duplicate name {item['name']!r}"]}}})
                 seen.add(item["name"])
+        channels = {c["name"] for c in data.get("alert_channels", [])}
+        for where, section in [("promotion", data.get("promotion") or {})] + [
+            (f"environments.{i}.promotion", env.get("promotion") or {}) for i, env in enumerate(data.get("environments", []))
+        ]:
+            unknown = [name for name in section.get("alert_channels") or [] if name not in channels]
+            if unknown:
+                raise ValidationError({where: {"alert_channels": [f"no alert channel named {', '.join(unknown)}"]}})
         targets = {t["name"] for t in data.get("deployment_targets", [])} | {"local"}
         for index, env in enumerate(data.get("environments", [])):
             if env["target"] not in targets:

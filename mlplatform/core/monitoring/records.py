@@ -8,27 +8,31 @@ One layout for both writers, the gateway's capture and the events route::
 that spans hours). Files are written once and never changed. Columns (Parquet, one row per
 prediction):
 
-=============  ==================================  ===========================================
-column         type                                meaning
-=============  ==================================  ===========================================
-request_id     string, not null                    joins late labels (``monitor_labels``)
-timestamp      timestamp[ms, tz=UTC], not null     when the prediction was made
-version        int32, null                         model version number; null: the deployment's
-                                                   main version when the window is computed
-inputs         struct<one child per feature>       typed by the signature: number -> float64,
-                                                   integer -> int64, boolean -> bool,
-                                                   string and datetime -> string
-output         float64 | int64 | bool | string     the prediction (non-scalar outputs: JSON text)
-latency_ms     float64, null                       gateway only: time to answer
-status         int16, null                         gateway only: the HTTP status returned
-source         string                              ``gateway`` | ``events``
-violations     list<string>, optional column       schema problems found on ingest:
-                                                   ``type:<f>``, ``null:<f>``, ``unknown:<f>``
-=============  ==================================  ===========================================
+===================  ================================  ======================================
+column               type                              meaning
+===================  ================================  ======================================
+request_id           string, not null                  joins late labels (``monitor_labels``)
+timestamp            timestamp[ms, tz=UTC], not null   when the prediction was made
+version              int32, null                       model version number; null: the
+                                                       deployment's main version when the
+                                                       window is computed
+inputs.<feature>     one column per input feature      typed by the signature: number ->
+                                                       float64, integer -> int64, boolean ->
+                                                       bool, string and datetime -> string
+output               float64 | int64 | bool | string   the prediction (JSON text when not a
+                                                       scalar; null when the model failed)
+latency_ms           float64, null                     gateway: time to answer the request
+status               int16, null                       gateway: the HTTP status answered
+error                string, optional column           gateway: the model's error message
+source               string                            ``gateway`` | ``events``
+violations           list<string>, optional column     schema problems found on ingest:
+                                                       ``type:<f>``, ``null:<f>``, ``unknown:<f>``
+===================  ================================  ======================================
 
 A value that had the wrong type is stored as null and named in ``violations`` (it is not a
-missing value). Readers accept files without ``violations``, ``latency_ms``, ``status`` or
-``source`` (absent means null), and the inputs as flat ``inputs.<feature>`` columns too.
+missing value). Readers accept files without ``violations``, ``latency_ms``, ``status``,
+``error`` or ``source`` (absent means null), and the inputs as one ``inputs`` struct column
+too. The gateway's capture (:mod:`mlplatform.core.capture`) writes through ``write_records``.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import io
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -82,7 +86,7 @@ def write_records(store: ArtifactStore, project: str, model: str, environment: s
     paths = []
     for hour in np.unique(hours):
         part = table if hours[0] == hours[-1] == hour else table.filter(pa.array(hours == hour))
-        start = dt.datetime.fromtimestamp(int(hour) * 3600, dt.timezone.utc)
+        start = dt.datetime.fromtimestamp(int(hour) * 3600, dt.UTC)
         path = f"{hour_prefix(project, model, environment, start)}{uuid.uuid4().hex}.parquet"
         buffer = io.BytesIO()
         pq.write_table(part, buffer, compression="zstd")
@@ -119,20 +123,37 @@ def read_window(
         for info in store.list(hour_prefix(project, model, environment, hour)):
             if info.path.endswith(".parquet"):
                 with store.open(info.path) as stream:
-                    parts.append(_flatten(pq.read_table(stream)))
+                    parts.append(_flatten(read_parquet(stream)))
     if not parts:
         return WindowRecords(_empty_base())
     table = _concat(parts)
     ts = table.column("timestamp")
-    mask = pc.and_(pc.greater_equal(ts, pa.scalar(start, TIMESTAMP_TYPE)), pc.less(ts, pa.scalar(end, TIMESTAMP_TYPE)))
-    table = table.filter(mask)
+    low, high = pa.scalar(start, TIMESTAMP_TYPE), pa.scalar(end, TIMESTAMP_TYPE)
+    bounds = pc.min_max(ts)
+    first, last = bounds["min"].as_py(), bounds["max"].as_py()
+    if first is None or last is None or not (first >= start and last < end) or ts.null_count:  # an hour holds other windows
+        table = table.filter(pc.and_(pc.greater_equal(ts, low), pc.less(ts, high)))
     base = [name for name in table.column_names if not name.startswith(INPUT_PREFIX)]
-    features = {name[len(INPUT_PREFIX) :]: table.column(name) for name in table.column_names if name.startswith(INPUT_PREFIX)}
+    features = {
+        name[len(INPUT_PREFIX) :]: table.column(name) for name in table.column_names if name.startswith(INPUT_PREFIX)
+    }
     return WindowRecords(table.select(base), features)
 
 
+def read_parquet(stream: Any) -> pa.Table:
+    """Input string columns stay dictionary-encoded, as Parquet stores them: counting
+    categories is then a ``bincount`` of the indices."""
+    data = pa.BufferReader(stream.read())
+    schema = pq.read_schema(data)
+    strings = [f.name for f in schema if f.name.startswith(INPUT_PREFIX) and pa.types.is_string(f.type)]
+    data.seek(0)
+    return pq.read_table(data, read_dictionary=strings or None)
+
+
 def _empty_base() -> pa.Table:
-    return pa.table({name: pa.array([], type) for name, type in BASE_FIELDS.items()} | {"output": pa.array([], pa.float64())})
+    return pa.table(
+        {name: pa.array([], type) for name, type in BASE_FIELDS.items()} | {"output": pa.array([], pa.float64())}
+    )
 
 
 def _flatten(table: pa.Table) -> pa.Table:
@@ -142,7 +163,11 @@ def _flatten(table: pa.Table) -> pa.Table:
         column = table.column(name)
         if name == "inputs" and pa.types.is_struct(column.type):
             for index in range(column.type.num_fields):
-                child = pc.struct_field(column, index) if column.num_chunks else pa.chunked_array([], column.type.field(index).type)
+                child = (
+                    pc.struct_field(column, index)
+                    if column.num_chunks
+                    else pa.chunked_array([], column.type.field(index).type)
+                )
                 columns[INPUT_PREFIX + column.type.field(index).name] = child
         elif name == "outputs" and "output" not in table.column_names:
             columns["output"] = column
@@ -168,7 +193,9 @@ def _concat(parts: list[pa.Table]) -> pa.Table:
     aligned = []
     for part in parts:
         columns = {
-            name: part.column(name).cast(types[name]) if name in part.column_names else pa.nulls(part.num_rows, types[name])
+            name: part.column(name).cast(types[name])
+            if name in part.column_names
+            else pa.nulls(part.num_rows, types[name])
             for name in names
         }
         aligned.append(pa.table(columns))

@@ -12,7 +12,7 @@ import re
 from mlplatform.core.errors import InvalidInput
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def parse_length(text: str) -> dt.timedelta:
@@ -29,7 +29,7 @@ def parse_length(text: str) -> dt.timedelta:
 
 def as_utc(value: dt.datetime) -> dt.datetime:
     """Naive datetimes are taken as UTC."""
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def window_start(at: dt.datetime, length: dt.timedelta) -> dt.datetime:
