@@ -50,7 +50,7 @@ class Platform:
             for i, name in enumerate(self.config["auth"]["backends"])
         ]
         self._shared: dict[str, Any] = {}
-        self._shared_lock = threading.Lock()
+        self._shared_lock = threading.RLock()  # a component may build another while being built
         from mlplatform.core.jobs import build_job_queue
 
         self.jobs = build_job_queue(self, self.config["jobs"])

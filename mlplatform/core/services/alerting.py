@@ -43,6 +43,7 @@ from mlplatform.core.db.models import Project
 from mlplatform.core.db.monitoring import ALERT_STATES, Alert, AlertNotification, AlertRule, MonitorPoint
 from mlplatform.core.db.registry import RegisteredModel
 from mlplatform.core.errors import Conflict, NotFound
+from mlplatform.core.monitoring.quality import PREDICTION_QUANTILES
 from mlplatform.core.services import alert_delivery, audit
 from mlplatform.core.services.access import get_project
 from mlplatform.core.services.pagination import Page, paginate
@@ -53,12 +54,20 @@ if TYPE_CHECKING:
 #: Metric names the monitoring job writes to ``monitor_points`` besides the drift metrics
 #: (every registered ``drift_metric`` backend writes under its own name). Alert rules and
 #: time-series queries accept these and :func:`known_metrics` adds the drift metrics.
+# The figures a monitoring window writes (see mlplatform.core.monitoring.quality,
+# performance and analysis); drift metrics add ``<m>``, ``<m>_drifted`` and ``<m>_statistic``.
 KNOWN_METRICS: tuple[str, ...] = (
     "row_count",
+    "labeled_count",
     "missing_rate",
     "schema_violation_rate",
+    "type_violation_rate",
+    "null_violation_rate",
+    "unknown_feature_rate",
     "out_of_range_rate",
     "unseen_category_rate",
+    "unseen_categories",
+    "mean",
     "latency_p50",
     "latency_p99",
     "error_rate",
@@ -67,6 +76,12 @@ KNOWN_METRICS: tuple[str, ...] = (
     "mae",
     "rmse",
     "prediction_mean",
+    "prediction_std",
+    *(f"prediction_{q}" for q in PREDICTION_QUANTILES),
+    "prediction_share",
+    "prediction_missing_rate",
+    "drifted",
+    "drifted_features",
     "drift_share",
 )
 
@@ -82,7 +97,8 @@ COMPARE: dict[str, Callable[[float, float], bool]] = {
 
 def known_metrics(platform: Platform) -> list[str]:
     """Every metric name a rule or a query may name: :data:`KNOWN_METRICS` and the drift metrics."""
-    return sorted({*KNOWN_METRICS, *platform.pm.backends.names("drift_metric")})
+    drift = platform.pm.backends.names("drift_metric")
+    return sorted({*KNOWN_METRICS, *drift, *(f"{m}_drifted" for m in drift), *(f"{m}_statistic" for m in drift)})
 
 
 @dataclass(frozen=True)
