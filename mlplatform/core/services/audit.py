@@ -3,19 +3,22 @@
 Each row stores ``prev_hash`` (the previous row's ``row_hash``) and ``row_hash``, the SHA-256
 of a canonical JSON encoding of its own stored fields including ``prev_hash``. Editing a
 row breaks its ``row_hash``; deleting or reordering rows breaks the next row's ``prev_hash``.
-Writers are serialised (PostgreSQL: a transaction-level advisory lock; SQLite: write
-transactions begin IMMEDIATE), so two writers never read the same head and fork the chain.
+Events are written just before commit, under a lock that serialises writers (PostgreSQL: a
+transaction-level advisory lock; SQLite: write transactions begin IMMEDIATE), so two writers
+never read the same head and fork the chain, and the lock is held only for the commit.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
@@ -28,11 +31,13 @@ if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
 
 GENESIS = "0" * 64
+PENDING = "audit_pending"
+PUBLISHERS = "audit_publishers"
 ADVISORY_LOCK_KEY = 0x6D6C70_61756469  # "mlp" "audi"
 
 
 def canonical(row: Mapping[str, Any]) -> bytes:
-    occurred_at = row["occurred_at"].astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    occurred_at = row["occurred_at"].astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     payload = {
         "occurred_at": occurred_at,
         "actor": row["actor"],
@@ -60,38 +65,60 @@ def record(
     summary: Mapping[str, Any] | None = None,
     project: str | None = None,
     platform: Platform | None = None,
-) -> AuditEvent:
-    """Append one event to the chain inside the caller's transaction."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
-    head = session.scalar(select(AuditEvent.row_hash).order_by(AuditEvent.id.desc()).limit(1))
-    fields = {
-        "occurred_at": utcnow(),
-        "actor": actor,
-        "project": project,
-        "action": action,
-        "resource_type": resource_type,
-        "resource_id": str(resource_id),
-        "summary": json.loads(json.dumps(dict(summary or {}), default=str)),
-        "prev_hash": head or GENESIS,
-    }
-    event = AuditEvent(**fields, row_hash=row_hash(fields))
-    session.add(event)
-    session.flush()
+) -> None:
+    """Append one event to the chain as part of the caller's transaction.
+
+    The row is written just before the transaction commits (see ``_write_pending``), so the
+    chain's lock is held for the commit only, not for the whole use case: writers that
+    audit are serialised for a moment, not for their whole transaction. A rollback drops it.
+    """
+    pending = session.info.setdefault(PENDING, [])
+    pending.append(
+        {
+            "actor": actor,
+            "project": project,
+            "action": action,
+            "resource_type": resource_type,
+            "resource_id": str(resource_id),
+            "summary": json.loads(json.dumps(dict(summary or {}), default=str)),
+        }
+    )
     publish = platform.publish if platform is not None else session.info.get("publish")
     if publish is not None:
+        session.info.setdefault(PUBLISHERS, {})[len(pending) - 1] = publish
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    """Write the transaction's audit events at the head of the chain, under the chain's lock."""
+    pending = session.info.pop(PENDING, None)
+    publishers = session.info.pop(PUBLISHERS, {})
+    if not pending:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+    head = session.scalar(select(AuditEvent.row_hash).order_by(AuditEvent.id.desc()).limit(1)) or GENESIS
+    now = utcnow()
+    rows = []
+    for fields in pending:
+        fields = {**fields, "occurred_at": now, "prev_hash": head}
+        head = row_hash(fields)
+        rows.append(AuditEvent(**fields, row_hash=head))
+    session.add_all(rows)
+    session.flush()
+    for index, publish in publishers.items():
+        row = rows[index]
         published = PlatformEvent(
-            id=event.id,
-            occurred_at=event.occurred_at,
-            actor=actor,
-            project=project,
-            action=action,
-            resource_type=resource_type,
-            resource_id=str(resource_id),
-            summary=fields["summary"],
+            id=row.id, occurred_at=row.occurred_at, actor=row.actor, project=row.project, action=row.action,
+            resource_type=row.resource_type, resource_id=row.resource_id, summary=row.summary,
         )
-        after_commit(session, lambda: publish(published))
-    return event
+        after_commit(session, functools.partial(publish, published))
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _drop_pending(session: Session) -> None:
+    session.info.pop(PENDING, None)
+    session.info.pop(PUBLISHERS, None)
 
 
 @dataclass(frozen=True)
