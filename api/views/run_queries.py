@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Response
@@ -15,6 +16,8 @@ from api.views.runs import RunSchema, json_response, run_body
 from mlplatform.core.services import access, metric_history, run_search
 from mlplatform.core.services.pagination import MAX_PAGE_SIZE
 from mlplatform.core.services.tracking_batch import to_wire
+
+INF = float("inf")
 
 blp = Blueprint(
     "run_queries", __name__, url_prefix=f"{API_PREFIX}/projects", description="Metric history and run search"
@@ -92,8 +95,12 @@ class RunPageSchema(Schema):
     next_page_token = fields.String(allow_none=True)
 
 
-def points_body(points: list[tuple[int, int, float | None]]) -> list[dict[str, Any]]:
-    return [{"step": step, "timestamp": stamp, "value": to_wire(value)} for step, stamp, value in points]
+def points_body(points: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    """``(step, timestamp, value, ...)`` rows as wire points; finite values skip ``to_wire``."""
+    return [
+        {"step": p[0], "timestamp": p[1], "value": p[2] if p[2] is not None and -INF < p[2] < INF else to_wire(p[2])}
+        for p in points
+    ]
 
 
 @blp.route("/<project>/runs/<run_id>/metrics/<path:key>")
