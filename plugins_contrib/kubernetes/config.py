@@ -103,17 +103,15 @@ class KubernetesConfig(Schema):
     service_account = fields.String(
         load_default=None, validate=_dns_subdomain, metadata={"description": "the pods' service account"}
     )
-    platform_url = fields.String(
-        load_default=None, metadata={"description": "MLPLATFORM_URL for the model server: where it fetches the model"}
-    )
-    token_secret = fields.String(
+    config_secret = fields.String(
         load_default=None,
         validate=_dns_subdomain,
         metadata={
-            "description": "name of a Secret in the namespace holding the model server's API token (MLPLATFORM_TOKEN)"
+            "description": "a Secret holding the platform config the model server starts from (database and "
+            "artifact store access); mounted read-only and named by MLPLATFORM_CONFIG"
         },
     )
-    token_secret_key = fields.String(load_default="token", metadata={"description": "key of the token in token_secret"})
+    config_secret_key = fields.String(load_default="config.yaml", metadata={"description": "the file's key in config_secret"})
     env = fields.Dict(
         keys=fields.String(), values=fields.String(), load_default=dict, metadata={"description": "extra env"}
     )

@@ -4,8 +4,9 @@ Pure functions from a ``DeploymentSpec`` and the target's loaded options to plai
 ready for server-side apply. Nothing here talks to a cluster.
 
 The pods run ``mlplatform model-server --project P --model M --version V --port PORT``,
-which fetches the version from the platform at ``MLPLATFORM_URL`` with the token in
-``MLPLATFORM_TOKEN`` (read from the Secret ``token_secret``), answers ``/health`` (liveness),
+which starts from the platform config in the Secret ``config_secret`` (mounted read-only at
+``/etc/mlplatform`` and named by ``MLPLATFORM_CONFIG``), reads the version's record and files
+with the same verified loading code as the platform, answers ``/health`` (liveness),
 ``/ready`` (readiness: the model is loaded) and ``POST /predict``.
 
 Replicas: ``min_replicas`` defaults to ``replicas`` and ``max_replicas`` to ``min_replicas``.
@@ -180,6 +181,9 @@ def _deployment(
     if resources:
         container["resources"] = resources
     pod_spec: dict[str, Any] = {"containers": [container]}
+    if settings["config_secret"]:
+        container["volumeMounts"] = [{"name": "mlplatform-config", "mountPath": CONFIG_MOUNT, "readOnly": True}]
+        pod_spec["volumes"] = [{"name": "mlplatform-config", "secret": {"secretName": settings["config_secret"]}}]
     if settings["service_account"]:
         pod_spec["serviceAccountName"] = settings["service_account"]
     if settings["image_pull_secrets"]:
@@ -196,13 +200,13 @@ def _deployment(
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": deployment_spec}
 
 
+CONFIG_MOUNT = "/etc/mlplatform"
+
+
 def _env(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = []
-    if settings["platform_url"]:
-        env.append({"name": "MLPLATFORM_URL", "value": settings["platform_url"]})
-    if settings["token_secret"]:
-        ref = {"name": settings["token_secret"], "key": settings["token_secret_key"]}
-        env.append({"name": "MLPLATFORM_TOKEN", "valueFrom": {"secretKeyRef": ref}})
+    if settings["config_secret"]:
+        env.append({"name": "MLPLATFORM_CONFIG", "value": f"{CONFIG_MOUNT}/{settings['config_secret_key']}"})
     reserved = {item["name"] for item in env}
     env.extend({"name": key, "value": value} for key, value in sorted(settings["env"].items()) if key not in reserved)
     return env

@@ -43,10 +43,9 @@ FULL_OPTIONS: dict[str, Any] = {
     "context": "prod",
     "field_manager": "mlplatform-prod",
     "service_account": "model-server",
-    "platform_url": "http://mlplatform.ml-prod.svc:8000",
-    "token_secret": "mlplatform-model-server",
-    "token_secret_key": "api-token",
-    "env": {"OMP_NUM_THREADS": "2", "MLPLATFORM_URL": "ignored: the option wins"},
+    "config_secret": "mlplatform-model-server",
+    "config_secret_key": "platform.yaml",
+    "env": {"OMP_NUM_THREADS": "2", "MLPLATFORM_CONFIG": "ignored: the option wins"},
     "labels": {"team": "fraud", "app.kubernetes.io/managed-by": "someone-else"},
     "annotations": {"owner": "fraud-team@example.com"},
     "readiness_timeout_s": 900,
@@ -206,13 +205,11 @@ def test_full_options_reach_the_manifests() -> None:
     assert c["args"][-1] == "9000" and c["ports"][0]["containerPort"] == 9000
     assert c["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}
     assert c["env"] == [
-        {"name": "MLPLATFORM_URL", "value": "http://mlplatform.ml-prod.svc:8000"},
-        {
-            "name": "MLPLATFORM_TOKEN",
-            "valueFrom": {"secretKeyRef": {"name": "mlplatform-model-server", "key": "api-token"}},
-        },
+        {"name": "MLPLATFORM_CONFIG", "value": "/etc/mlplatform/platform.yaml"},
         {"name": "OMP_NUM_THREADS", "value": "2"},
     ]
+    assert c["volumeMounts"] == [{"name": "mlplatform-config", "mountPath": "/etc/mlplatform", "readOnly": True}]
+    assert pod["volumes"] == [{"name": "mlplatform-config", "secret": {"secretName": "mlplatform-model-server"}}]
     assert manifests.service["spec"]["type"] == "LoadBalancer"
     assert manifests.service["spec"]["ports"][0]["port"] == 9000
     assert manifests.deployment["spec"]["progressDeadlineSeconds"] == 900
