@@ -117,7 +117,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_monitor_points'))
     )
     with op.batch_alter_table('monitor_points', schema=None) as batch_op:
-        batch_op.create_index('ix_monitor_points_series', ['deployment_id', 'metric', 'feature', 'window_start'], unique=False)
+        batch_op.create_index('ix_monitor_points_series', ['deployment_id', 'metric', 'feature', 'window_start', 'value'], unique=False)
         batch_op.create_index('ix_monitor_points_window', ['deployment_id', 'window_start'], unique=False)
 
     op.create_table('reference_profiles',
