@@ -20,7 +20,7 @@ from mlplatform.core.platform import Platform
 
 def create_app(platform: Platform | None = None, **flask_config: Any) -> Flask:
     """Build the app. Without ``platform``, one is built from ``MLPLATFORM_CONFIG`` (or the default)."""
-    from api.views import alerts, artifacts, audit, deployments, experiments, identity, models, monitoring, operations, projects, run_queries, runs, timeseries
+    from api.views import alerts, artifacts, audit, deployments, experiments, identity, models, monitoring, operations, projects, promotions, run_queries, runs, timeseries
 
     platform = platform or Platform.from_file()
     app = Flask("mlplatform", static_folder=None)
@@ -55,7 +55,7 @@ def create_app(platform: Platform | None = None, **flask_config: Any) -> Flask:
     errors.register(app)  # after Api(): our handlers replace flask-smorest's
     app.extensions["mlplatform_metrics"] = Metrics(app, platform)
     security.install(app)
-    for module in (operations, identity, projects, audit, experiments, runs, run_queries, artifacts, models, deployments, alerts, timeseries, monitoring):
+    for module in (operations, identity, projects, audit, experiments, runs, run_queries, artifacts, models, deployments, promotions, alerts, timeseries, monitoring):
         api.register_blueprint(module.blp)
     _public_spec(app)
     _root_aliases(app)

@@ -628,5 +628,113 @@ def monitor_close_windows(ctx: click.Context, wait: bool) -> None:
         platform.jobs.wait_idle(3600)
 
 
+
+# --- promotions (needs MLPLATFORM_URL and MLPLATFORM_TOKEN) -------------------------------
+
+
+def _promotion_line(promotion: Any) -> str:
+    reason = f"\t{promotion.reason}" if promotion.reason else ""
+    return f"{promotion.id}\t{promotion.model}\tv{promotion.version}\t{promotion.environment}\t{promotion.strategy}\t{promotion.state}{reason}"
+
+
+@main.command("promote")
+@project_option
+@click.argument("model")
+@click.argument("version")
+@click.option("--to", "to", default="production", show_default=True, help="The target environment.")
+@click.option("--strategy", type=click.Choice(["direct", "canary", "blue_green"]), default=None, help="Default: the server's.")
+@click.option("--steps", default=None, help="Canary percentages, e.g. 10,50,100.")
+@click.option("--bake-seconds", type=float, default=None, help="Time per canary step.")
+@click.option("--wait/--no-wait", default=False, show_default=True, help="Wait for a final state.")
+@click.option("--timeout", type=float, default=3600, show_default=True)
+@client_errors
+def promote_command(
+    project: str, model: str, version: str, to: str, strategy: str | None, steps: str | None, bake_seconds: float | None,
+    wait: bool, timeout: float,
+) -> None:
+    """Request the promotion of VERSION of MODEL (policy checks run now; 422 lists every failure)."""
+    try:
+        plan = [int(s) for s in steps.split(",")] if steps else None
+    except ValueError:
+        raise click.BadParameter("comma-separated integers, e.g. 10,50,100", param_hint="--steps") from None
+    promotion = sdk(project).promote(
+        model, int(version) if version.isdigit() else version, to=to, strategy=strategy, steps=plan,
+        bake_seconds=bake_seconds, wait=wait, timeout=timeout,
+    )
+    click.echo(_promotion_line(promotion))
+    if promotion.state in ("rolled_back", "failed", "rejected", "expired"):
+        sys.exit(1)
+
+
+@main.group()
+def promotions() -> None:
+    """Promotions: show, approve, reject, roll back (needs MLPLATFORM_URL and MLPLATFORM_TOKEN)."""
+
+
+@promotions.command("show")
+@project_option
+@click.argument("promotion_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@client_errors
+def promotions_show(project: str, promotion_id: int, as_json: bool) -> None:
+    """Show a promotion: state, checks, approvals and rollout steps."""
+    promotion = sdk(project).get_promotion(promotion_id)
+    if as_json:
+        from dataclasses import asdict
+
+        click.echo(json.dumps(asdict(promotion), indent=2, default=str))
+        return
+    click.echo(_promotion_line(promotion))
+    for phase, results in promotion.checks.items():
+        for check in results:
+            click.echo(f"  check[{phase}] {'ok  ' if check['passed'] else 'FAIL'} {check['policy']}: {check['message']}")
+    for approval in promotion.approvals:
+        click.echo(f"  {approval['decision']} by {approval['username']} {approval['comment']}".rstrip())
+    for step in promotion.rollout:
+        weight = "" if step["weight"] is None else f" {step['weight']}%"
+        click.echo(f"  step {step['index']} {step['kind']}{weight} {step['state']} {step['seconds'] or '-'}s {step['message']}".rstrip())
+
+
+@promotions.command("approve")
+@project_option
+@click.argument("promotion_id", type=int)
+@click.option("--comment", default="")
+@client_errors
+def promotions_approve(project: str, promotion_id: int, comment: str) -> None:
+    """Approve a pending promotion (maintainers; not your own)."""
+    click.echo(_promotion_line(sdk(project).approve(promotion_id, comment)))
+
+
+@promotions.command("reject")
+@project_option
+@click.argument("promotion_id", type=int)
+@click.option("--reason", required=True)
+@client_errors
+def promotions_reject(project: str, promotion_id: int, reason: str) -> None:
+    """Reject a pending or approved promotion."""
+    click.echo(_promotion_line(sdk(project).reject(promotion_id, reason)))
+
+
+@promotions.command("rollback")
+@project_option
+@click.argument("promotion_id", type=int)
+@click.option("--reason", default="")
+@client_errors
+def promotions_rollback(project: str, promotion_id: int, reason: str) -> None:
+    """Return the environment to what served before the promotion."""
+    click.echo(_promotion_line(sdk(project).rollback(promotion_id, reason)))
+
+
+@promotions.command("expire")
+@click.pass_context
+@friendly_errors
+def promotions_expire(ctx: click.Context) -> None:
+    """Expire pending promotions past their approval window (run it from cron; server side)."""
+    from mlplatform.core.services.promotions import expire_pending
+
+    expired = expire_pending(load_platform(ctx))
+    click.echo(f"{len(expired)} promotion(s) expired" + (f": {', '.join(map(str, expired))}" if expired else ""))
+
+
 if __name__ == "__main__":
     main()

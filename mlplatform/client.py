@@ -561,6 +561,63 @@ class Client:
         result = self.http.json("POST", f"{self._p(project)}/models/{model}/deployments/{env}/predict", json=body, headers=headers)
         return Prediction(result["predictions"], result["version"], result["request_id"])
 
+    # promotions
+
+    def promote(
+        self, model: str, version: str | int, *, to: str = "production", strategy: str | None = None,
+        steps: list[int] | None = None, bake_seconds: float | None = None, wait: bool = False, timeout: float = 600,
+        project: str | None = None,
+    ) -> Promotion:
+        """Request the promotion of ``version`` of ``model`` to ``to``.
+
+        ``strategy``: ``direct``, ``canary`` (``steps`` percentages ending at 100, each baked
+        ``bake_seconds``) or ``blue_green``; defaults come from the server's config. Failed
+        policy checks raise ``ApiError`` 422 with every failed check in ``errors["checks"]``;
+        another active promotion is 409. ``wait=True`` waits for a final state (approvals included).
+        """
+        body: dict[str, Any] = {"version": version, "to": to}
+        body.update({k: v for k, v in (("strategy", strategy), ("steps", steps), ("bake_seconds", bake_seconds)) if v is not None})
+        promotion = Promotion.from_json(self.http.json("POST", f"{self._p(project)}/models/{model}/promotions", json=body))
+        return self.wait_for_promotion(promotion.id, timeout, project=project) if wait else promotion
+
+    def get_promotion(self, promotion_id: int, *, project: str | None = None) -> Promotion:
+        return Promotion.from_json(self.http.json("GET", f"{self._p(project)}/promotions/{promotion_id}"))
+
+    def list_promotions(self, model: str, *, state: str | None = None, project: str | None = None) -> list[Promotion]:
+        params = {"state": state} if state else {}
+        return [Promotion.from_json(p) for p in self._pages(f"{self._p(project)}/models/{model}/promotions", params)]
+
+    def approve(self, promotion_id: int, comment: str = "", *, project: str | None = None) -> Promotion:
+        """Approve (a maintainer other than the requester); the last approval needed starts the rollout."""
+        return Promotion.from_json(
+            self.http.json("POST", f"{self._p(project)}/promotions/{promotion_id}/approve", json={"comment": comment})
+        )
+
+    def reject(self, promotion_id: int, reason: str, *, project: str | None = None) -> Promotion:
+        return Promotion.from_json(
+            self.http.json("POST", f"{self._p(project)}/promotions/{promotion_id}/reject", json={"reason": reason})
+        )
+
+    def rollback(self, promotion_id: int, reason: str = "", *, project: str | None = None) -> Promotion:
+        """Return the environment to what served before the promotion, at once."""
+        return Promotion.from_json(
+            self.http.json("POST", f"{self._p(project)}/promotions/{promotion_id}/rollback", json={"reason": reason})
+        )
+
+    def wait_for_promotion(
+        self, promotion_id: int, timeout: float = 600, *, poll: float = 1.0, project: str | None = None
+    ) -> Promotion:
+        """Poll until the promotion reaches a final state (completed, rolled_back, failed, rejected,
+        expired) and return it; ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.get_promotion(promotion_id, project=project)
+            if current.state in PROMOTION_FINAL_STATES:
+                return current
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"promotion {promotion_id} is still {current.state} after {timeout:g}s")
+            time.sleep(poll)
+
 
 class _ProgressReader:
     """A file body that reports bytes sent; ``__len__`` lets requests send Content-Length, not chunks."""
@@ -814,3 +871,32 @@ class Prediction:
     predictions: list[Any]
     version: int
     request_id: str
+
+
+# --- promotions ---------------------------------------------------------------------------
+
+PROMOTION_FINAL_STATES = ("completed", "rejected", "rolled_back", "failed", "expired")
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """A promotion as the server shows it; ``rollout`` holds each step's timings and measurements."""
+
+    id: int
+    model: str
+    version: int
+    environment: str
+    strategy: str
+    state: str
+    reason: str
+    steps: list[int]
+    requested_by: str
+    approvals: list[dict[str, Any]]
+    checks: dict[str, Any]
+    rollout: list[dict[str, Any]]
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Promotion:
+        return cls(body["id"], body["model"], body["version"], body["environment"], body["strategy"], body["state"],
+                   body.get("reason", ""), list(body.get("steps", [])), body.get("requested_by", ""),
+                   list(body.get("approvals", [])), dict(body.get("checks", {})), list(body.get("rollout", [])))

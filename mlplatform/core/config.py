@@ -168,7 +168,7 @@ class GuardSchema(_Strict):
 
 
 def _check_steps(steps: list[int]) -> None:
-    if not steps or steps[-1] != 100 or any(b <= a for a, b in zip(steps, steps[1:])):
+    if not steps or steps[-1] != 100 or any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
         raise ValidationError("increasing percentages ending at 100, e.g. [10, 50, 100]")
 
 

@@ -47,6 +47,7 @@ from mlplatform.core.errors import (
     ServiceUnavailable,
 )
 from mlplatform.core.services import deployments, targets
+from mlplatform.core.services.promotions_outcomes import outcomes
 from mlplatform.core.signature import validate_inputs
 
 if TYPE_CHECKING:
@@ -257,6 +258,7 @@ class Gateway:
         self.version_header: str = config["version_header"]
         self.limiter = build_limiter(config["rate_limit"])
         self.capture = capture or Capture.from_config(platform.artifact_store, config["capture"])
+        self.outcomes = outcomes(platform)  # every answer per version, for the promotion SLO guard
         self._routes: dict[tuple[str, str, str], Route] = {}
         self._warm: set[tuple[int, str]] = set()  # (id of the target instance, reference) deployed in this process
         weakref.finalize(self, self.capture.close, 5.0)  # at exit too: write what is buffered
@@ -294,11 +296,13 @@ class Gateway:
             outputs = list(outputs)
         except Exception as exc:
             error = exc if isinstance(exc, MLPlatformError) else BackendError(f"the deployment target failed: {type(exc).__name__}: {exc}")
+            self.outcomes.record(project, model, env, chosen.version, False, (time.perf_counter() - start) * 1000.0)
             if capture:
                 self._capture(key, chosen.version, request_id, start, error.status, error.message, frame, None)
             if error is exc:
                 raise
             raise error from exc
+        self.outcomes.record(project, model, env, chosen.version, True, (time.perf_counter() - start) * 1000.0)
         if capture:
             self._capture(key, chosen.version, request_id, start, 200, None, frame, outputs)
         return Prediction(outputs, chosen.version)

@@ -37,6 +37,7 @@ BUILTIN_PLUGINS = (
     "mlplatform.plugins.drift",
     "mlplatform.plugins.flavors",
     "mlplatform.plugins.local_target",
+    "mlplatform.plugins.policies",
 )
 
 REGISTER_HOOKS = {

@@ -101,3 +101,4 @@ class Job(Base):
 from mlplatform.core.db import tracking  # noqa: F401,E402  (registers the tracking tables)
 from mlplatform.core.db import deployments, registry  # noqa: F401,E402  (registers those tables)
 from mlplatform.core.db import monitoring  # noqa: F401,E402  (registers the monitoring tables)
+from mlplatform.core.db import promotions  # noqa: F401,E402  (registers the promotion tables)

@@ -25,6 +25,8 @@ HANDLERS: dict[str, str] = {
     "compute_monitor_window": "mlplatform.core.monitoring.window_job:compute_monitor_window",
     "deliver_alert_notification": "mlplatform.core.services.alert_delivery:deliver_notification",
     "deploy_version": "mlplatform.core.services.deployment_jobs:deploy_version",
+    "promotion_notify": "mlplatform.core.services.promotions_state:deliver_notification",
+    "promotion_step": "mlplatform.core.services.promotions_rollout:promotion_step",
     "undeploy_deployment": "mlplatform.core.services.deployment_jobs:undeploy_deployment",
     "validate_model_version": "mlplatform.core.services.registry_validation:validate_model_version",
 }
