@@ -15,6 +15,7 @@ from api.portal import session as portal_session
 from mlplatform.core.backends import Identity
 from mlplatform.core.errors import AuthenticationError, PermissionDenied
 from mlplatform.core.services import access
+from mlplatform.core.services.access_cache import access_cache
 from mlplatform.core.services.identity import user_for_identity
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -77,8 +78,8 @@ def check_request() -> None:
         raise AuthenticationError("this route needs 'Authorization: Bearer <token>'")
     g.identity = identity
     platform = current_app.extensions["mlplatform"]
-    with platform.db.quick_read() as session:
-        g.project = access.authorize(session, identity, permission, (request.view_args or {}).get("project"))
+    cache = access_cache(platform)
+    g.project = access.authorize(None, identity, permission, (request.view_args or {}).get("project"), lookup=cache.project_and_role)
 
 
 def install(app: Flask) -> None:

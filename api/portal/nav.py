@@ -35,10 +35,13 @@ class NavItem:
         return "true" if endpoint in self.section else None
 
 
-# Models, Deployments, Promotions and Monitoring go between Experiments and the admin links.
 PROJECT_NAV: list[NavItem] = [
     NavItem("Home", "portal.project_home"),
     NavItem("Experiments", "portal.experiments", ("portal.run", "portal.compare")),
+    NavItem("Models", "portal.models", ("portal.model", "portal.model_version")),
+    NavItem("Deployments", "portal.deployments", ("portal.deployment",)),
+    NavItem("Promotions", "portal.promotions", ("portal.promotion",)),
+    NavItem("Monitoring", "portal.monitoring", ("portal.monitoring_deployment", "portal.alert_rules_page", "portal.alert_rule")),
 ]
 ADMIN_NAV: list[NavItem] = [NavItem("Audit", "portal.audit_log")]
 

@@ -70,4 +70,17 @@ def project_home(project: str) -> Any:
     return render_template("portal/project_home.html", **home.summary(platform(), g.project))
 
 
-from api.portal import audit_pages, charts, compare, experiments, nav, runs  # noqa: E402,F401  (their routes join bp)
+from api.portal import (  # noqa: E402,F401  (their routes join bp)
+    alert_rule_pages,
+    audit_pages,
+    charts,
+    compare,
+    deployments,
+    experiments,
+    forms,
+    models,
+    monitoring,
+    nav,
+    promotions,
+    runs,
+)

@@ -4,6 +4,9 @@
  *   per metric key; all series are fetched in one call and drawn with the vendored Chart.js.
  * - Run selection: the "Compare selected" button counts the ticked runs (2 to 10).
  * - Busy state: a search form marks its results region busy while the next page loads.
+ * - Monitoring charts: drawn from the #monitor-charts JSON block the page carries.
+ * - Auto-refresh: a page marked data-auto-refresh reloads while a job runs (not while typing).
+ * - Confirmation: forms with data-confirm (undeploy, delete, roll back) ask first.
  */
 (function () {
   "use strict";
@@ -133,9 +136,121 @@
     });
   }
 
+  // --- monitoring charts: every series is in the page (#monitor-charts), x is epoch ms ---
+
+  function timeLabel(ms, withDate) {
+    var d = new Date(ms);
+    var pad = function (n) { return (n < 10 ? "0" : "") + n; };
+    var time = pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes());
+    return withDate ? pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) + " " + time : time;
+  }
+
+  var HOUR = 3600000;
+  var TICK_STEPS = [HOUR / 12, HOUR / 4, HOUR / 2, HOUR, 2 * HOUR, 3 * HOUR, 4 * HOUR, 6 * HOUR, 12 * HOUR, 24 * HOUR, 48 * HOUR, 168 * HOUR];
+
+  function tickStep(config) {
+    // A round interval (whole hours or days) giving at most 7 ticks; the range is aligned to it.
+    var span = config.end_ms - config.start_ms;
+    return TICK_STEPS.find(function (step) { return span / step <= 7; }) || TICK_STEPS[TICK_STEPS.length - 1];
+  }
+
+  function drawMonitorChart(figure, chart, config) {
+    var series = chart.series || [];
+    if (!series.length || !series.some(function (s) { return s.points.length; })) {
+      setState(figure, "empty", "No data in this range.");
+      return;
+    }
+    var multiDay = config.end_ms - config.start_ms > 86400000;
+    var datasets = series.map(function (item, index) {
+      var color = PALETTE[index % PALETTE.length];
+      return {
+        label: item.label,
+        data: item.points.map(function (p) { return { x: p[0], y: toNumber(p[1]) }; }),
+        borderColor: color,
+        backgroundColor: chart.bars ? color + "99" : color,
+        borderWidth: 2,
+        pointRadius: item.points.length > 1 ? 2 : 4,
+        spanGaps: false,
+      };
+    });
+    if (typeof chart.threshold === "number") {
+      datasets.push({
+        label: "threshold", data: [{ x: config.start_ms, y: chart.threshold }, { x: config.end_ms, y: chart.threshold }],
+        borderColor: "#c62828", borderDash: [5, 4], borderWidth: 1, pointRadius: 0,
+      });
+    }
+    // eslint-disable-next-line no-undef
+    new Chart(figure.querySelector("canvas"), {
+      type: chart.bars ? "bar" : "line",
+      data: { datasets: datasets },
+      options: {
+        animation: false, parsing: false, responsive: true, maintainAspectRatio: false,
+        interaction: { mode: "nearest", axis: "x", intersect: false },
+        scales: {
+          x: {
+            type: "linear", min: config.start_ms, max: config.end_ms, offset: !!chart.bars,
+            ticks: { stepSize: tickStep(config), autoSkip: false, callback: function (v) { return timeLabel(v, multiDay); } },
+          },
+          y: {
+            beginAtZero: true,
+            ticks: { maxTicksLimit: 6, callback: chart.percent ? function (v) { return Math.round(v * 1000) / 10 + "%"; } : undefined },
+          },
+        },
+        plugins: {
+          legend: { display: datasets.length > 1, position: "bottom", labels: { boxWidth: 12, boxHeight: 2 } },
+          tooltip: { callbacks: { title: function (items) { return items.length ? timeLabel(items[0].parsed.x, true) + " UTC" : ""; } } },
+        },
+      },
+    });
+    setState(figure, "ready", "");
+  }
+
+  function monitorCharts() {
+    var block = document.getElementById("monitor-charts");
+    if (!block) return;
+    var config = JSON.parse(block.textContent);
+    var figures = Array.prototype.slice.call(document.querySelectorAll("[data-monitor-charts] figure.chart"));
+    if (typeof window.Chart === "undefined") {
+      figures.forEach(function (f) { setState(f, "error", "The chart library did not load; reload the page."); });
+      return;
+    }
+    figures.forEach(function (figure) {
+      var chart = config.charts.find(function (c) { return c.key === figure.dataset.key; });
+      if (chart) drawMonitorChart(figure, chart, config);
+    });
+  }
+
+  // --- pages that watch a job (a version validating, a deploy, a rollout) reload themselves,
+  // but never while someone is typing in a form ---
+
+  function autoRefresh() {
+    var marker = document.querySelector("[data-auto-refresh]");
+    if (!marker) return;
+    var seconds = parseFloat(marker.dataset.autoRefresh) || 5;
+    var dirty = false;
+    document.addEventListener("input", function () { dirty = true; });
+    window.setTimeout(function tick() {
+      var active = document.activeElement;
+      var typing = active && /^(INPUT|TEXTAREA|SELECT)$/.test(active.tagName);
+      if (dirty || typing) { window.setTimeout(tick, seconds * 1000); return; }
+      window.location.reload();
+    }, seconds * 1000);
+  }
+
+  function confirmForms() {
+    Array.prototype.forEach.call(document.querySelectorAll("form[data-confirm]"), function (form) {
+      form.addEventListener("submit", function (event) {
+        if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     busyForms();
     compareSelection();
     loadCharts();
+    monitorCharts();
+    autoRefresh();
+    confirmForms();
   });
 })();

@@ -76,6 +76,11 @@ class JobsSchema(BackendRefSchema):
 class AuthSchema(_Strict):
     backends = fields.List(fields.String(), load_default=lambda: ["token"], validate=validate.Length(min=1))
     options = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
+    cache_seconds = fields.Float(
+        load_default=2.0,
+        validate=validate.Range(min=0, max=300),
+        metadata={"description": "how long a process may reuse a token's identity and a member's role (0: never)"},
+    )
 
 
 class ServerSchema(_Strict):

@@ -27,6 +27,9 @@ T = TypeVar("T")
 
 class Platform:
     def __init__(self, raw_config: dict[str, Any], *, extra_plugins: Iterable[Any] = (), load_entry_points: bool = True) -> None:
+        self._shared: dict[str, Any] = {}
+        self._shared_lock = threading.RLock()  # a component may build another while being built
+        self._listeners: list[Callable[[PlatformEvent], None]] = []
         plugins = config_module.validate_schema(config_module.PluginsSchema(), raw_config.get("plugins"), "plugins")
         self.pm: PlatformPluginManager = build_plugin_manager(
             block=plugins["block"], require=plugins["require"], extra_plugins=extra_plugins, load_entry_points=load_entry_points
@@ -49,8 +52,6 @@ class Platform:
             self._instantiate("auth_backend", name, self.config["auth"]["options"][name], f"auth.backends.{i}")  # type: ignore[misc]
             for i, name in enumerate(self.config["auth"]["backends"])
         ]
-        self._shared: dict[str, Any] = {}
-        self._shared_lock = threading.RLock()  # a component may build another while being built
         from mlplatform.core.jobs import build_job_queue
 
         self.jobs = build_job_queue(self, self.config["jobs"])
@@ -89,8 +90,18 @@ class Platform:
     def environments(self) -> list[dict[str, Any]]:
         return list(self.config["environments"])
 
+    def subscribe(self, listener: Callable[[PlatformEvent], None]) -> None:
+        """Also tell ``listener`` (in-process caches) about every committed change."""
+        self._listeners.append(listener)
+
     def publish(self, event: PlatformEvent) -> None:
-        """Tell ``platform_event`` implementations about a committed change; failures are logged."""
+        """Tell ``platform_event`` implementations and subscribers about a committed change;
+        failures are logged."""
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("listener %r failed for %s", listener, event.action)
         for impl in reversed(self.pm.hook.platform_event.get_hookimpls()):
             try:
                 impl.function(*[event for _ in impl.argnames])

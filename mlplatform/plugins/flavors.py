@@ -47,6 +47,8 @@ def as_frame(batch: Any, signature: Mapping[str, Any] | None) -> Any:
     names = [item["name"] for item in (signature or {}).get("inputs", []) if isinstance(item, dict) and item.get("name")]
     if not names:
         return frame
+    if list(frame.columns) == names:
+        return frame  # already in signature order (the gateway's validated frames): no copy
     missing = [name for name in names if name not in frame.columns]
     if missing:
         raise InvalidInput(f"the batch lacks input columns: {', '.join(missing)}", errors={"columns": missing})

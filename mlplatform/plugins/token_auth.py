@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from mlplatform import hookimpl
 from mlplatform.core.backends import AuthBackend, Identity
 from mlplatform.core.services import identity as identity_service
+from mlplatform.core.services.access_cache import access_cache
 
 if TYPE_CHECKING:
     from flask import Request
@@ -21,8 +22,14 @@ class TokenAuth(AuthBackend):
         if scheme.lower() != "bearer" or not credential.startswith(identity_service.TOKEN_PREFIX):
             return None
         assert self.platform is not None
+        token = credential.strip()
+        cache = access_cache(self.platform)
+        return cache.remember(("token", identity_service.hash_token(token)), lambda: self._resolve(token))
+
+    def _resolve(self, token: str) -> Identity:
+        assert self.platform is not None
         with self.platform.db.quick_read() as session:
-            identity, stale = identity_service.identity_for_token(session, credential.strip(), self.name)
+            identity, stale = identity_service.identity_for_token(session, token, self.name)
         if stale:
             with self.platform.db.write() as session:
                 identity_service.touch_token(session, identity.token_id)

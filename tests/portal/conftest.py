@@ -41,9 +41,15 @@ class LivePortal:
 
 
 @pytest.fixture
-def live_portal(make_api: Callable[..., Api]) -> Iterator[LivePortal]:
+def portal_config() -> dict[str, Any]:
+    """Config overrides for ``live_portal``; a test module overrides this fixture to add some."""
+    return {}
+
+
+@pytest.fixture
+def live_portal(make_api: Callable[..., Api], portal_config: dict[str, Any]) -> Iterator[LivePortal]:
     """The app on SQLite, served over real HTTP (the SDK and the browser both talk to it)."""
-    api = make_api(db="sqlite")
+    api = make_api(portal_config, db="sqlite")
     server = make_server("127.0.0.1", 0, api.app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="live-portal", daemon=True)
     thread.start()

@@ -1,5 +1,8 @@
-"""The portal in a real browser: sign in, find runs logged through the SDK, filter, sort,
-compare, open a run and the audit log; a screenshot of each page for a person to look at."""
+"""The portal in a real browser, the whole journey in one test: sign in, find runs logged
+through the SDK, filter, sort, compare, open a run and the audit log; register a model from a
+run through the page, deploy it to staging, request a promotion to production and approve it
+as a second user (a maintainer), send predictions through the gateway and open the monitoring
+page with drift, charts and a firing alert. A screenshot of each page for a person to look at."""
 
 from __future__ import annotations
 
@@ -11,9 +14,26 @@ from typing import Any
 import pytest
 
 from mlplatform.client import Client
+from tests.portal import journey
 from tests.portal.conftest import LivePortal
+from tests.portal.world import write_model
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture
+def portal_config() -> dict[str, Any]:
+    """Staging takes deploys; production only promotions, with one maintainer's approval and a
+    metric gate; a fast canary (1 s per step, no guard period)."""
+    return {
+        "environments": [
+            {"name": "staging", "target": "local"},
+            {"name": "production", "target": "local", "promotion_only": True, "approvals": 1,
+             "policies": {"min_metrics": {"accuracy": 0.5}}},
+        ],
+        "promotion": {"bake_time": 1.0, "retire_previous": False, "guard": {"period": 0, "check_interval": 0.1}},
+        "gateway": {"rate_limit": {"requests_per_second": 1e6, "burst": 1_000_000}},
+    }
 
 
 def log_two_runs(portal: LivePortal, tmp_path: Path) -> dict[str, str]:
@@ -33,6 +53,8 @@ def log_two_runs(portal: LivePortal, tmp_path: Path) -> dict[str, str]:
                     )
                 if name == "resnet-large":
                     run.log_artifact(weights, "model/weights.bin")
+                    for path in sorted(write_model(tmp_path / "sk-model").iterdir()):
+                        run.log_artifact(path, f"model/{path.name}")
             ids[name] = run.id
     return ids
 
@@ -63,7 +85,7 @@ def test_a_session_through_the_portal(
 ) -> None:
     page = browser_page
     expected_console_errors.append("status of 400")  # the filter with a syntax error answers 400
-    log_two_runs(live_portal, tmp_path)
+    run_ids = log_two_runs(live_portal, tmp_path)
 
     page.goto(f"{live_portal.url}/login")
     page.get_by_label("API token").fill(live_portal.api.admin_token)
@@ -156,6 +178,16 @@ def test_a_session_through_the_portal(
     # The nav keeps the project on the audit page.
     assert page.get_by_role("navigation", name="Main").get_by_role("link", name="Experiments").is_visible()
 
+    # A model from the large run, deployed to staging, promoted to production (approved by a
+    # maintainer: the requester cannot), then monitored with predictions sent through the gateway.
+    journey.register_model(page, live_portal, run_ids["resnet-large"], screenshot)
+    journey.deploy_to_staging(page, screenshot)
+    promotion_url = journey.request_promotion(page, screenshot)
+    journey.approve_as_maintainer(page, live_portal, run_ids["resnet-large"], promotion_url, screenshot)
+    journey.alert_rule(page, screenshot)
+    journey.send_traffic(live_portal)
+    journey.monitoring(page, live_portal, screenshot, canvas_is_drawn)
+
 
 def test_empty_states(
     live_portal: LivePortal,
@@ -183,3 +215,15 @@ def test_empty_states(
     page.goto(f"{live_portal.url}/projects/other/compare?run={run}")
     assert page.get_by_text("Pick 2 to 10 runs").is_visible()
     screenshot(page, "compare-too-few")
+    # The model, deployment, promotion and monitoring pages of a project with nothing in it.
+    for path, text, name in (
+        ("models", "No models registered yet.", "empty-models"),
+        ("deployments", "Nothing deployed to staging.", "empty-deployments"),
+        ("promotions", "No promotions yet.", "empty-promotions"),
+        ("monitoring", "Nothing is deployed.", "empty-monitoring"),
+        ("alert-rules", "No alert rules yet.", "empty-alert-rules"),
+        ("", "No runs yet.", "empty-home"),
+    ):
+        page.goto(f"{live_portal.url}/projects/fresh/{path}".rstrip("/"))
+        assert page.get_by_text(text).first.is_visible(), path
+        screenshot(page, name)

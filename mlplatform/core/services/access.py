@@ -5,6 +5,7 @@ Routes declare the permission they need; ``authorize`` is the one place that che
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import and_, select
@@ -54,8 +55,31 @@ def role_in(session: Session, identity: Identity, project: Project) -> str | Non
     )
 
 
-def authorize(session: Session, identity: Identity | None, permission: Permission, project_name: str | None) -> Project | None:
-    """Raise ``PermissionDenied`` unless ``identity`` holds ``permission``; return the project if any."""
+def project_and_role(session: Session, identity: Identity, project_name: str) -> tuple[Project, str | None]:
+    """The project and the caller's role in it (None: not a member); ``NotFound`` if it does not exist."""
+    row = session.execute(
+        select(Project, Membership.role)
+        .outerjoin(Membership, and_(Membership.project_id == Project.id, Membership.user_id == identity.user_id))
+        .where(Project.name == project_name)
+    ).first()
+    if row is None:
+        raise NotFound(f"project {project_name!r} does not exist")
+    project, role = row
+    return project, "admin" if identity.is_admin else role
+
+
+def authorize(
+    session: Session | None,
+    identity: Identity | None,
+    permission: Permission,
+    project_name: str | None,
+    *,
+    lookup: Callable[[Identity, str], tuple[Project, str | None]] | None = None,
+) -> Project | None:
+    """Raise ``PermissionDenied`` unless ``identity`` holds ``permission``; return the project if any.
+
+    ``lookup`` replaces the database read of the project and role (the API's per-process cache).
+    """
     if permission.scope == "public":
         return None
     if identity is None:
@@ -68,16 +92,11 @@ def authorize(session: Session, identity: Identity | None, permission: Permissio
         return None
     if project_name is None:
         raise PermissionDenied("route declares a project permission but names no project")
-    row = session.execute(
-        select(Project, Membership.role)
-        .outerjoin(Membership, and_(Membership.project_id == Project.id, Membership.user_id == identity.user_id))
-        .where(Project.name == project_name)
-    ).first()
-    if row is None:
-        raise NotFound(f"project {project_name!r} does not exist")
-    project, role = row
-    if identity.is_admin:
-        role = "admin"
+    if lookup is not None:
+        project, role = lookup(identity, project_name)
+    else:
+        assert session is not None
+        project, role = project_and_role(session, identity, project_name)
     if role is None:
         raise PermissionDenied(f"you are not a member of project {project_name!r}")
     assert permission.role is not None
