@@ -16,7 +16,7 @@ test: $(VENV)/.test-installed services  ## set up and run every test
 services:  ## PostgreSQL and Redis must answer; start them if they are installed but down
 	@scripts/ensure-services.sh
 
-bench: bench-tracking  ## every benchmark
+bench: bench-tracking bench-serving  ## every benchmark
 
 bench-tracking: $(VENV)/.run-installed services  ## mlplatform vs MLflow 3 tracking (bench/README.md); BENCH_ARGS=--quick for a smoke run
 	$(BIN)/python bench/tracking.py $(BENCH_ARGS)
@@ -53,3 +53,6 @@ bench/.venv-evidently/.installed:
 	$(PYTHON) -m venv bench/.venv-evidently
 	bench/.venv-evidently/bin/python -m pip install --quiet "evidently==0.7.*" "pandas<3"
 	touch $@
+
+bench-serving: $(VENV)/.run-installed services  ## registry writes and the prediction gateway vs MLflow 3 (bench/README.md); BENCH_ARGS=--quick for a smoke run
+	$(BIN)/python bench/registry_gateway.py $(BENCH_ARGS)
