@@ -61,9 +61,12 @@ def live_portal(make_api: Callable[..., Api], portal_config: dict[str, Any]) -> 
         server.server_close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium() -> Iterator[Any]:
-    """One headless Chromium for the session."""
+    """One headless Chromium for the portal tests.
+
+    Package scope, not session: Playwright's sync API keeps an asyncio loop running in the main
+    thread while it is open, and later tests (Ray Serve's handles) refuse to run inside one."""
     if not CHROMIUM.exists():
         service_missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
