@@ -15,6 +15,7 @@ from api import errors, security
 from api.portal import session as portal_session
 from api.portal import views as portal_views
 from api.metrics import Metrics
+from mlplatform.core.db import migrate
 from mlplatform.core.platform import Platform
 
 
@@ -23,6 +24,7 @@ def create_app(platform: Platform | None = None, **flask_config: Any) -> Flask:
     from api.views import alerts, artifacts, audit, deployments, experiments, identity, models, monitoring, operations, projects, promotions, run_queries, runs, timeseries
 
     platform = platform or Platform.from_file()
+    migrate.require_current(platform.db.engine)
     app = Flask("mlplatform", static_folder=None)
     app.config.update(
         API_TITLE="mlplatform",

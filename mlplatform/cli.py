@@ -71,7 +71,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     """Serve the REST API and portal (gunicorn; --dev for Flask's server)."""
     from mlplatform.core.services.bootstrap import bootstrap_admin
 
+    from mlplatform.core.db import migrate
+
     platform = load_platform(ctx)
+    migrate.require_current(platform.db.engine)
     server = platform.config["server"]
     host, port = host or server["host"], port or server["port"]
     path, token = bootstrap_admin(platform)

@@ -23,3 +23,22 @@ def test_upgrade_is_repeatable(tmp_path) -> None:
     migrate.upgrade(url)
     migrate.upgrade(url)
     migrate.check(url)
+
+
+def test_an_unmigrated_database_fails_at_start_up_naming_the_fix(tmp_path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from api.app import create_app
+    from mlplatform.cli import main
+    from mlplatform.core.errors import ConfigError
+    from mlplatform.core.platform import Platform
+
+    platform = Platform({"data_dir": str(tmp_path / "data")})
+    try:
+        with pytest.raises(ConfigError, match="run `mlplatform db upgrade`"):
+            create_app(platform)
+    finally:
+        platform.close()
+    monkeypatch.setenv("MLPLATFORM_DATA_DIR", str(tmp_path / "other"))
+    result = CliRunner().invoke(main, ["serve", "--dev"])
+    assert result.exit_code == 1 and "mlplatform db upgrade" in result.output
