@@ -216,6 +216,15 @@ class MonitoringSchema(_Strict):
         load_default=dict,
         metadata={"description": "per-feature threshold overrides: {feature: {metric: threshold}}"},
     )
+    learned_thresholds = fields.Boolean(
+        load_default=False,
+        metadata={"description": "learn a threshold per (metric, numerical feature) from the reference's spread"},
+    )
+    learned_threshold_chunks = fields.Integer(
+        load_default=10,
+        validate=validate.Range(min=2),
+        metadata={"description": "random chunks the reference is split into to learn thresholds"},
+    )
     close_delay = fields.String(
         load_default="1m",
         validate=validate.Regexp(r"^\d+[smhd]$"),

@@ -3,8 +3,12 @@
 The metrics are the registered ``DriftMetric`` classes named in ``monitoring.drift_metrics``,
 instantiated once per platform with their validated ``monitoring.metric_options``. Thresholds:
 the metric's ``default_threshold``, overridden by ``monitoring.thresholds[<metric>]``, then by
-``monitoring.feature_thresholds[<feature>][<metric>]``. A feature has drifted when any
-metric applied to it says so.
+``monitoring.feature_thresholds[<feature>][<metric>]``. With ``monitoring.learned_thresholds``
+on, a numerical feature's threshold learned from its reference (``profiles.learned_thresholds``,
+kept on the ``NumericReference``) replaces the metric-wide one, but is never stricter than it
+(psi: at least, p-values: at most the configured threshold); an explicit
+``feature_thresholds`` entry wins over it. A feature has drifted when any metric applied to it
+says so.
 
 Which metric applies where: numerical features get the metrics whose ``feature_kind`` is
 ``numerical`` or ``both``; categorical features those with ``categorical`` or ``both``, and
@@ -59,10 +63,12 @@ class DriftSuite:
         metrics: list[DriftMetric],
         thresholds: Mapping[str, float],
         feature_thresholds: Mapping[str, Mapping[str, float]],
+        learned: bool = False,
     ):
         self.metrics = metrics
         self.thresholds = dict(thresholds)
         self.feature_thresholds = {k: dict(v) for k, v in feature_thresholds.items()}
+        self.learned = learned
 
     @classmethod
     def from_config(cls, platform: Platform) -> DriftSuite:
@@ -73,13 +79,23 @@ class DriftSuite:
             )
             for i, name in enumerate(config["drift_metrics"])
         ]
-        return cls(metrics, config["thresholds"], config.get("feature_thresholds", {}))  # type: ignore[arg-type]
+        return cls(
+            metrics,
+            config["thresholds"],
+            config.get("feature_thresholds", {}),  # type: ignore[arg-type]
+            bool(config.get("learned_thresholds", False)),
+        )
 
-    def threshold(self, metric: DriftMetric, feature: str) -> float:
+    def threshold(self, metric: DriftMetric, feature: str, learned: Mapping[str, float] | None = None) -> float:
+        """default -> ``thresholds`` -> the reference's learned one (if on) -> ``feature_thresholds``."""
         per_feature = self.feature_thresholds.get(feature, {})
         if metric.name in per_feature:
             return float(per_feature[metric.name])
-        return float(self.thresholds.get(metric.name, metric.default_threshold))
+        configured = float(self.thresholds.get(metric.name, metric.default_threshold))
+        if self.learned and learned and metric.name in learned:
+            value = float(learned[metric.name])
+            return max(value, configured) if metric.higher_is_drift else min(value, configured)
+        return configured
 
     def numeric(self, feature: str, reference: NumericReference, current_sorted: np.ndarray) -> list[DriftScore]:
         """Scores for a numerical feature; ``current_sorted`` holds the window's finite values, sorted."""
@@ -89,7 +105,7 @@ class DriftSuite:
         for metric in self.metrics:
             if metric.feature_kind not in ("numerical", "both"):
                 continue
-            threshold = self.threshold(metric, feature)
+            threshold = self.threshold(metric, feature, reference.learned)
             if type(metric) is builtin.PSI and metric.options.get("binning", "quantile") == "quantile":
                 scores.append(_psi_numeric(metric, reference, current_sorted, threshold))
             elif type(metric) is builtin.KS:

@@ -18,12 +18,24 @@ Numerical profile: ``count`` (finite values), ``missing`` (null, NaN, +-inf), ``
 ``categories`` (category -> count; categories are compared as strings, booleans as
 ``true``/``false``), the ``MAX_CATEGORIES`` most frequent only; the rest are counted in
 ``other`` and are unseen categories to a window.
+
+Learned thresholds (``monitoring.learned_thresholds``): ``learned_thresholds(table, profile,
+metrics, thresholds, chunks)`` shuffles the reference rows (seeded, so the same reference
+learns the same thresholds) into ``chunks`` equal chunks and, for every enabled metric that
+applies to numerical features and every numerical feature, computes the metric's own
+``compute(rest of the reference, chunk)`` per chunk. The learned threshold is, for metrics
+where a higher score is drift (psi), ``mean + 3 * std`` of the chunk scores, never below the
+configured threshold (``monitoring.thresholds[<metric>]``, else the metric's default); for
+p-value metrics (``higher_is_drift`` False, ks), the smallest chunk p-value divided by 10,
+never above the configured threshold. Stored as ``profile["learned_thresholds"]`` =
+``{metric: {feature: threshold}}``; a feature or metric without a finite score in every chunk
+gets none.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,7 +45,7 @@ import pyarrow.compute as pc
 from mlplatform.core.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from mlplatform.core.backends import ArtifactStore
+    from mlplatform.core.backends import ArtifactStore, DriftMetric
 
 MAX_CATEGORIES = 1000
 QUANTILES = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95, "p99": 0.99}
@@ -200,6 +212,56 @@ def _profile_column(column: pa.ChunkedArray, kind: str, bins: int) -> tuple[dict
         "categories": kept,
         "other": int(sum(c for _, c in pairs[MAX_CATEGORIES:])),
     }, None
+
+
+LEARN_SEED = 0
+
+
+def learned_thresholds(
+    table: pa.Table,
+    profile: Mapping[str, Any],
+    metrics: Sequence[DriftMetric],
+    thresholds: Mapping[str, float],
+    chunks: int = 10,
+    seed: int = LEARN_SEED,
+) -> dict[str, dict[str, float]]:
+    """``{metric: {feature: learned threshold}}`` from chunks of the reference; see the module doc."""
+    chunks = max(2, int(chunks))
+    if table.num_rows < chunks:
+        return {}
+    parts = np.array_split(np.random.default_rng(seed).permutation(table.num_rows), chunks)
+    applicable = [m for m in metrics if m.feature_kind in ("numerical", "both")]
+    learned: dict[str, dict[str, float]] = {}
+    for name, feature in profile["features"].items():
+        if feature.get("kind") != "numerical" or not feature.get("count"):
+            continue
+        values = numeric_values(table.column(name))
+        for metric in applicable:
+            configured = float(thresholds.get(metric.name, metric.default_threshold))
+            scores = []
+            for part in parts:
+                rest_mask = np.ones(values.size, dtype=bool)
+                rest_mask[part] = False
+                chunk, rest = values[part], values[rest_mask]
+                chunk, rest = chunk[np.isfinite(chunk)], rest[np.isfinite(rest)]
+                if chunk.size == 0 or rest.size == 0:
+                    break
+                try:
+                    score = float(metric.compute(rest, chunk, configured).score)
+                except InvalidInput:
+                    break
+                if not np.isfinite(score):
+                    break
+                scores.append(score)
+            if len(scores) != len(parts):
+                continue
+            spread = np.asarray(scores)
+            if metric.higher_is_drift:
+                value = max(float(spread.mean() + 3.0 * spread.std()), configured)
+            else:
+                value = min(float(spread.min()) / 10.0, configured)
+            learned.setdefault(metric.name, {})[name] = value
+    return learned
 
 
 def save_sorted(store: ArtifactStore, prefix: str, arrays: Mapping[str, np.ndarray]) -> None:

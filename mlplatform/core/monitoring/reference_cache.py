@@ -30,6 +30,7 @@ class NumericReference:
     """A numerical feature's finite reference values, sorted."""
 
     values: np.ndarray
+    learned: dict[str, float] = field(default_factory=dict)  # metric -> learned threshold (profiles.py)
     _ranks: tuple[np.ndarray, np.ndarray] | None = None
     _psi: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
@@ -99,9 +100,11 @@ def clear() -> None:
 def _load(store: ArtifactStore, prefix: str, profile: Mapping[str, Any]) -> PreparedReference:
     numeric: dict[str, NumericReference] = {}
     categorical: dict[str, CategoricalReference] = {}
+    learned = profile.get("learned_thresholds") or {}
     for name, feature in profile["features"].items():
         loaded = _load_one(store, prefix, feature)
         if isinstance(loaded, NumericReference):
+            loaded.learned = {m: float(by_feature[name]) for m, by_feature in learned.items() if name in by_feature}
             numeric[name] = loaded
         elif isinstance(loaded, CategoricalReference):
             categorical[name] = loaded

@@ -108,6 +108,17 @@ def put_reference(
     table = profiles.read_reference(data, fmt)
     bins = int(platform.config["monitoring"]["metric_options"].get("psi", {}).get("bins", 10))
     profile, arrays = profiles.build_profile(table, version_row.signature, bins)
+    monitoring_config = platform.config["monitoring"]
+    if monitoring_config.get("learned_thresholds"):
+        from mlplatform.core.monitoring.window_job import drift_suite
+
+        profile["learned_thresholds"] = profiles.learned_thresholds(
+            table,
+            profile,
+            drift_suite(platform).metrics,
+            monitoring_config["thresholds"],
+            int(monitoring_config.get("learned_threshold_chunks", 10)),
+        )
     prefix = f"{REFERENCE_ROOT}/{project}/{model}/{version_row.version}/{uuid.uuid4().hex}/"
     profiles.save_sorted(store, prefix, arrays)
     if source == "upload":
