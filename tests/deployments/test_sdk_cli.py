@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from werkzeug.serving import make_server
 
 from mlplatform.cli import main
 from mlplatform.client import ApiError, Client, DeploymentFailed
 from tests.api_client import Api
-from tests.conftest import free_port
 from tests.deployments.conftest import add_version
+from tests.servers import serve_app
 
 
 @pytest.fixture
 def served(api: Api) -> Iterator[tuple[str, Api]]:
-    port = free_port()
-    httpd = make_server("127.0.0.1", port, api.app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}", api
-    httpd.shutdown()
-    thread.join()
+    with serve_app(api.app) as url:
+        yield url, api
 
 
 @pytest.mark.parametrize("db_kind", ["sqlite"])

@@ -8,17 +8,16 @@ is a fresh 1280 px wide page that fails the test on any script error. Screenshot
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 
 from tests.api_client import Api
 from tests.conftest import service_missing
+from tests.servers import serve_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -50,15 +49,8 @@ def portal_config() -> dict[str, Any]:
 def live_portal(make_api: Callable[..., Api], portal_config: dict[str, Any]) -> Iterator[LivePortal]:
     """The app on SQLite, served over real HTTP (the SDK and the browser both talk to it)."""
     api = make_api(portal_config, db="sqlite")
-    server = make_server("127.0.0.1", 0, api.app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="live-portal", daemon=True)
-    thread.start()
-    try:
-        yield LivePortal(f"http://127.0.0.1:{server.server_port}", api)
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
+    with serve_app(api.app) as url:
+        yield LivePortal(url, api)
 
 
 @pytest.fixture(scope="package")

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from werkzeug.serving import make_server
 
 from mlplatform.cli import main
 from mlplatform.client import ApiError, Client
 from tests.api_client import Api
-from tests.conftest import free_port
 from tests.promotions.conftest import add_version
+from tests.servers import serve_app
 
 
 @pytest.fixture
@@ -22,13 +20,8 @@ def served(papi: Callable[..., Api]) -> Iterator[tuple[str, Api]]:
     api = papi({"environments": [{"name": "staging", "target": "local"},
                                  {"name": "production", "target": "local", "approvals": 1,
                                   "policies": {"min_metrics": {"accuracy": 0.9}}}]})
-    port = free_port()
-    httpd = make_server("127.0.0.1", port, api.app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}", api
-    httpd.shutdown()
-    thread.join()
+    with serve_app(api.app) as url:
+        yield url, api
 
 
 @pytest.mark.parametrize("db_kind", ["sqlite"])

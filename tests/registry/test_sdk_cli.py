@@ -2,33 +2,27 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from werkzeug.serving import make_server
 
 from api.app import create_app
 from mlplatform.cli import main
 from mlplatform.client import ApiError, Client, ModelVersion, ModelVersionFailed
 from mlplatform.core.services.bootstrap import bootstrap_admin
-from tests.conftest import free_port
 from tests.registry.conftest import EXAMPLE
+from tests.servers import serve_app
 
 
 @pytest.fixture
 def server(make_platform, db_kind: str) -> Iterator[tuple[str, str]]:
     platform = make_platform(db=db_kind)
     _path, token = bootstrap_admin(platform)
-    httpd = make_server("127.0.0.1", free_port(), create_app(platform), threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}", token
-    httpd.shutdown()
-    thread.join()
+    with serve_app(create_app(platform)) as url:
+        yield url, token
 
 
 @pytest.fixture

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 
 from api.app import create_app
 from mlplatform.client import ApiError, Client
 from mlplatform.core.services.bootstrap import bootstrap_admin
-from tests.conftest import free_port
+from tests.servers import serve_app
 
 
 class LoseFirstResponse:
@@ -42,13 +40,8 @@ def server(make_platform) -> Iterator[tuple[str, str, LoseFirstResponse]]:
     app = create_app(platform)
     wrapper = LoseFirstResponse(app.wsgi_app)
     app.wsgi_app = wrapper  # type: ignore[method-assign]
-    port = free_port()
-    httpd = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}", token, wrapper
-    httpd.shutdown()
-    thread.join()
+    with serve_app(app) as url:
+        yield url, token, wrapper
 
 
 @pytest.fixture
