@@ -12,16 +12,31 @@ from flask_smorest import Api
 
 import mlplatform
 from api import errors, security
+from api.metrics import Metrics
 from api.portal import session as portal_session
 from api.portal import views as portal_views
-from api.metrics import Metrics
 from mlplatform.core.db import migrate
 from mlplatform.core.platform import Platform
 
 
 def create_app(platform: Platform | None = None, **flask_config: Any) -> Flask:
     """Build the app. Without ``platform``, one is built from ``MLPLATFORM_CONFIG`` (or the default)."""
-    from api.views import alerts, artifacts, audit, deployments, experiments, identity, models, monitoring, operations, projects, promotions, run_queries, runs, timeseries
+    from api.views import (
+        alerts,
+        artifacts,
+        audit,
+        deployments,
+        experiments,
+        identity,
+        models,
+        monitoring,
+        operations,
+        projects,
+        promotions,
+        run_queries,
+        runs,
+        timeseries,
+    )
 
     platform = platform or Platform.from_file()
     migrate.require_current(platform.db.engine)

@@ -6,22 +6,21 @@ with ``nosniff``: an uploaded HTML file must never render as a page of the porta
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, g, render_template, request, stream_with_context
+from flask import Response, g, render_template, request
 
 from api.portal.charts import chart_config
 from api.portal.views import bp, platform
 from api.security import requires
+from api.views.common import download_response
 from mlplatform.core.backends import ArtifactStore
 from mlplatform.core.errors import MLPlatformError
 from mlplatform.core.services import access, artifacts
 from mlplatform.core.services import tracking as tracking_service
 from mlplatform.core.services import tracking_runs as run_service
 
-CHUNK = 1024 * 1024
 MAX_ENTRIES = 1000
 
 
@@ -114,14 +113,7 @@ def download_artifact(project: str, run_id: str, path: str) -> Response:
     with platform().db.read() as session:
         prefix = run_prefix(tracking_service.load_run(session, g.project, run_id))
     download = artifacts.download(platform().artifact_store, prefix, path)
-
-    def chunks() -> Iterator[bytes]:
-        with download.stream as stream:
-            while chunk := stream.read(CHUNK):
-                yield chunk
-
-    response = Response(stream_with_context(chunks()), content_type=download.content_type)
-    response.content_length = download.size
+    response = download_response(download)
     response.headers.set("Content-Disposition", "attachment", filename=path.rsplit("/", 1)[-1])
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "sandbox"

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, g, request, stream_with_context
+from flask import Response, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from api.security import requires
-from api.views.common import API_PREFIX, platform
+from api.views.common import API_PREFIX, download_response, platform
 from mlplatform.core.errors import Conflict
 from mlplatform.core.services import access, artifacts
 from mlplatform.core.services import tracking as tracking_service
 
 blp = Blueprint("artifacts", __name__, url_prefix=f"{API_PREFIX}/projects", description="Run artifacts")
 
-CHUNK = 1024 * 1024
 
 
 class ArtifactSchema(Schema):
@@ -71,12 +70,4 @@ class Artifact(MethodView):
         """Download one artifact file, streamed"""
         prefix = run_prefix(project, run_id, active=False)
         download = artifacts.download(platform().artifact_store, prefix, path)
-
-        def chunks() -> Any:
-            with download.stream as stream:
-                while chunk := stream.read(CHUNK):
-                    yield chunk
-
-        response = Response(stream_with_context(chunks()), content_type=download.content_type)
-        response.content_length = download.size
-        return response
+        return download_response(download)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app, g
+from flask import Response, current_app, g, stream_with_context
 from marshmallow import Schema, fields, validate
 
 from mlplatform.core.backends import Identity
@@ -41,3 +42,16 @@ def page_schema(item: type[Schema], name: str) -> type[Schema]:
 
 def page_body(page: Any) -> dict[str, Any]:
     return {"items": page.items, "next_page_token": page.next_page_token}
+
+
+def download_response(download: Any, chunk_size: int = 1024 * 1024) -> Response:
+    """A streamed response for a ``services.artifacts.Download``: chunks, type and length."""
+
+    def chunks() -> Iterator[bytes]:
+        with download.stream as stream:
+            while chunk := stream.read(chunk_size):
+                yield chunk
+
+    response = Response(stream_with_context(chunks()), content_type=download.content_type)
+    response.content_length = download.size
+    return response

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, request, stream_with_context
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.security import requires
-from api.views.common import API_PREFIX, PageArgs, caller, page_body, page_schema, platform
+from api.views.common import API_PREFIX, PageArgs, caller, download_response, page_body, page_schema, platform
 from mlplatform.core.db.registry import VERSION_STATUSES
 from mlplatform.core.errors import InvalidInput
 from mlplatform.core.services import access
@@ -28,7 +28,6 @@ from mlplatform.core.services import registry_versions as version_service
 
 blp = Blueprint("models", __name__, url_prefix=f"{API_PREFIX}/projects", description="Model registry: models, versions, aliases")
 
-CHUNK = 1024 * 1024
 TAGS = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=250)), values=fields.String(validate=validate.Length(max=8000)))
 VERSION_REF_DOC = "A number, v<N>, latest or an alias"
 
@@ -385,15 +384,7 @@ class VersionFile(MethodView):
     def get(self, project: str, model: str, version: str, path: str) -> Response:
         """Download one file of a version, streamed"""
         download = version_service.file_download(platform(), project, model, _ref(version), path)
-
-        def chunks() -> Any:
-            with download.stream as stream:
-                while chunk := stream.read(CHUNK):
-                    yield chunk
-
-        response = Response(stream_with_context(chunks()), content_type=download.content_type)
-        response.content_length = download.size
-        return response
+        return download_response(download)
 
 
 # --- aliases ------------------------------------------------------------------------------------
