@@ -65,6 +65,13 @@ class Conflict(MLPlatformError):
     code = "conflict"
 
 
+class PreconditionFailed(MLPlatformError):
+    """``If-Match`` named a revision (ETag) the resource no longer has."""
+
+    status = 412
+    code = "precondition_failed"
+
+
 class PayloadTooLarge(MLPlatformError):
     status = 413
     code = "payload_too_large"

@@ -22,12 +22,11 @@ from mlplatform.core.backends import Identity
 from mlplatform.core.db.base import utcnow
 from mlplatform.core.db.monitoring import COMPARISONS, SEVERITIES, AlertRule
 from mlplatform.core.db.registry import RegisteredModel
-from mlplatform.core.errors import Conflict, NotFound, Unprocessable
+from mlplatform.core.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from mlplatform.core.services import audit
 from mlplatform.core.services.access import get_project
 from mlplatform.core.services.alert_delivery import configured_channels
 from mlplatform.core.services.alerting import known_metrics
-from mlplatform.core.services.deployments import PreconditionFailed
 from mlplatform.core.services.pagination import Page, paginate
 
 if TYPE_CHECKING:

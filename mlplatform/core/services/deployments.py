@@ -30,7 +30,7 @@ from mlplatform.core.db.deployments import Deployment, DeploymentEvent, Deployme
 from mlplatform.core.db.models import Project
 from mlplatform.core.db.registry import ModelVersion, RegisteredModel
 from mlplatform.core.db.session import after_commit
-from mlplatform.core.errors import Conflict, MLPlatformError, NotFound, Unprocessable
+from mlplatform.core.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from mlplatform.core.services import audit, registry, targets
 from mlplatform.core.services.access import get_project
 
@@ -40,13 +40,6 @@ if TYPE_CHECKING:
 DEPLOY_JOB = "deploy_version"
 UNDEPLOY_JOB = "undeploy_deployment"
 REQUEST_KINDS = ("deploy_requested", "undeploy_requested")  # a later one supersedes an earlier job
-
-
-class PreconditionFailed(MLPlatformError):
-    """``If-Match`` named a revision the deployment no longer has."""
-
-    status = 412
-    code = "precondition_failed"
 
 
 # --- the change signal for this process's gateway -------------------------------------------
