@@ -22,7 +22,6 @@ from sqlalchemy import create_engine, text
 from mlplatform.core.db import migrate
 from mlplatform.core.platform import Platform
 
-
 pytest_plugins = ["tests.api_client"]
 
 POSTGRES_ADMIN_URL = os.environ.get("MLPLATFORM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from api.security import permission_for
-from tests.api.conftest import Api
+from tests.api_client import Api
 
 PUBLIC_PATHS = {"/api/v1/health", "/api/v1/ready", "/api/v1/openapi.json"}
 WRITE_METHODS = {"post", "put", "patch", "delete"}

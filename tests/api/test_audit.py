@@ -10,7 +10,7 @@ from sqlalchemy.exc import DBAPIError
 
 from mlplatform.core.backends import Identity
 from mlplatform.core.services import audit, projects
-from tests.api.conftest import Api
+from tests.api_client import Api
 
 
 def test_changes_are_audited_and_filterable(api: Api) -> None:

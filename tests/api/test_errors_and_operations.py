@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from mlplatform.core.db.models import AuditEvent, Project
-from tests.api.conftest import Api
+from tests.api_client import Api
 
 SHAPE = {"code", "status", "message", "errors"}
 

@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import select, text
 
 from mlplatform.core.db.models import ApiToken
-from tests.api.conftest import Api
+from tests.api_client import Api
 
 
 def test_whoami_and_projects(api: Api) -> None:
@@ -54,12 +54,12 @@ def test_someone_elses_token_is_not_found(api: Api) -> None:
 
 def test_expired_token_is_refused(api: Api) -> None:
     api.user("eve")
-    past = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)).isoformat()
+    past = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)).isoformat()
     assert api.post("/api/v1/tokens", token="eve", json={"name": "old", "expires_at": past}).status_code == 409
-    soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).isoformat()
+    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
     issued = api.post("/api/v1/tokens", token="eve", json={"name": "soon", "expires_at": soon}).json
     with api.platform.db.write() as session:
-        session.get(ApiToken, issued["id"]).expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+        session.get(ApiToken, issued["id"]).expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     response = api.get("/api/v1/whoami", token=issued["token"])
     assert response.status_code == 401
     assert "expired" in response.json["message"]

@@ -9,7 +9,7 @@ import pytest
 
 from mlplatform.core.errors import InvalidInput
 from mlplatform.core.services.artifacts import normalise_path
-from tests.api.conftest import Api
+from tests.api_client import Api
 
 
 @pytest.fixture

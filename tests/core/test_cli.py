@@ -48,9 +48,9 @@ def test_users_tokens_and_audit(run) -> None:
 def test_audit_verify_fails_on_tampering(run, tmp_path) -> None:
     run("users", "create", "ann")
     run("users", "create", "bob")
-    from sqlalchemy import create_engine
-
     import os
+
+    from sqlalchemy import create_engine
 
     engine = create_engine(os.environ["MLPLATFORM_DATABASE_URL"])
     with engine.begin() as conn:

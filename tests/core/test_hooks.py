@@ -137,7 +137,7 @@ def test_register_deployment_targets_and_model_flavors_are_selectable(make_platf
     target_config = platform.config["deployment_targets"][0]
     target = platform.backend("deployment_target", target_config["backend"], target_config["options"], "deployment_targets.0")
     assert target.options == {"replicas": 3} and target.status("m:1").state == "healthy"
-    assert platform.pm.backends.names("model_flavor") == ["constant"] or "constant" in platform.pm.backends.names("model_flavor")
+    assert "constant" in platform.pm.backends.names("model_flavor")
     with pytest.raises(ConfigError, match=r"deployment_targets.0.options.replica: unknown key"):
         make_platform(
             {"deployment_targets": [{"name": "edge", "backend": "echo", "options": {"replica": 3}}]},

@@ -7,8 +7,8 @@ import re
 from sqlalchemy import delete, func, select, update
 
 from mlplatform.core.db.models import AuditEvent
-from tests.api.conftest import Api
 from tests.api.test_audit import tampering
+from tests.api_client import Api
 from tests.portal.test_portal_auth import sign_in
 
 

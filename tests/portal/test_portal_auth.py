@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.api.conftest import Api
+from tests.api_client import Api
 
 
 def csrf(html: str) -> str:

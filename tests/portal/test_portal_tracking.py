@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.api.conftest import Api
+from tests.api_client import Api
 from tests.portal.test_portal_auth import sign_in
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from marshmallow import Schema, ValidationError, fields
-from sqlalchemy import create_engine, inspect, select, table, column
+from sqlalchemy import column, create_engine, inspect, select, table
 
 from mlplatform import hookimpl
 from mlplatform.core.backends import Alert, AlertChannel
