@@ -3,7 +3,7 @@
 # (and any other mlplatform command). Build from the repository root:
 #
 #   docker build -t registry.example.com/ml/mlplatform:$(git describe --tags --always) .
-#   docker build --build-arg EXTRAS=sklearn,s3 -t ... .     # flavors / stores the server needs
+#   docker build --build-arg EXTRAS=sklearn,s3 -t ... .     # flavors / stores the server needs (onnx for ONNX models)
 #
 # then set `image:` in the kubernetes target's options to the pushed tag
 # (see plugins_contrib/kubernetes/README.md).

@@ -18,7 +18,7 @@ services:  ## PostgreSQL and Redis must answer; start them if they are installed
 
 bench: bench-tracking bench-serving  ## every benchmark
 
-bench-tracking: $(VENV)/.run-installed services  ## mlplatform vs MLflow 3 tracking (bench/README.md); BENCH_ARGS=--quick for a smoke run
+bench-tracking: $(VENV)/.run-installed bench/.venv-mlflow/.installed services  ## mlplatform vs MLflow 3 tracking (bench/README.md); BENCH_ARGS=--quick for a smoke run
 	$(BIN)/python bench/tracking.py $(BENCH_ARGS)
 
 lint: $(VENV)/.test-installed
@@ -49,10 +49,15 @@ clean:
 bench-drift: $(VENV)/.test-installed bench/.venv-evidently/.installed  ## monitoring: our windows vs Evidently 0.7, ingest, series query
 	$(BIN)/python bench/drift.py
 
+bench/.venv-mlflow/.installed:  ## the MLflow 3 the tracking and serving benchmarks compare with
+	$(PYTHON) -m venv bench/.venv-mlflow
+	bench/.venv-mlflow/bin/python -m pip install --quiet "mlflow==3.*" psycopg2-binary scikit-learn
+	touch $@
+
 bench/.venv-evidently/.installed:
 	$(PYTHON) -m venv bench/.venv-evidently
 	bench/.venv-evidently/bin/python -m pip install --quiet "evidently==0.7.*" "pandas<3"
 	touch $@
 
-bench-serving: $(VENV)/.run-installed services  ## registry writes and the prediction gateway vs MLflow 3 (bench/README.md); BENCH_ARGS=--quick for a smoke run
+bench-serving: $(VENV)/.test-installed bench/.venv-mlflow/.installed services  ## registry writes and the prediction gateway vs MLflow 3 (bench/README.md); BENCH_ARGS=--quick for a smoke run
 	$(BIN)/python bench/registry_gateway.py $(BENCH_ARGS)

@@ -69,9 +69,8 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 @friendly_errors
 def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None, threads: int, dev: bool) -> None:
     """Serve the REST API and portal (gunicorn; --dev for Flask's server)."""
-    from mlplatform.core.services.bootstrap import bootstrap_admin
-
     from mlplatform.core.db import migrate
+    from mlplatform.core.services.bootstrap import bootstrap_admin
 
     platform = load_platform(ctx)
     migrate.require_current(platform.db.engine)
@@ -260,7 +259,7 @@ def tokens_create(ctx: click.Context, username: str, name: str, expires_in_days:
     from mlplatform.core.services import identity
 
     platform = load_platform(ctx)
-    expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=expires_in_days) if expires_in_days else None
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=expires_in_days) if expires_in_days else None
     with platform.db.write() as session:
         user = identity.get_user(session, username)
         token, plaintext = identity.issue_token(session, actor(), user, name, expires_at=expires, platform=platform)

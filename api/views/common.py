@@ -9,6 +9,7 @@ from flask import Response, current_app, g, stream_with_context
 from marshmallow import Schema, fields, validate
 
 from mlplatform.core.backends import Identity
+from mlplatform.core.db.models import Project
 from mlplatform.core.services.pagination import MAX_PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -25,6 +26,13 @@ def caller() -> Identity:
     identity = g.identity
     assert identity is not None, "view reached without an identity: its permission is public"
     return identity
+
+
+def authorized_project() -> Project:
+    """The project the route's permission check loaded (project-scoped routes only)."""
+    project = g.project
+    assert project is not None, "view reached without a project: its permission is not project-scoped"
+    return project
 
 
 class PageArgs(Schema):

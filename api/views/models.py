@@ -17,7 +17,16 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.security import requires
-from api.views.common import API_PREFIX, PageArgs, caller, download_response, page_body, page_schema, platform
+from api.views.common import (
+    API_PREFIX,
+    PageArgs,
+    authorized_project,
+    caller,
+    download_response,
+    page_body,
+    page_schema,
+    platform,
+)
 from mlplatform.core.db.registry import VERSION_STATUSES
 from mlplatform.core.errors import InvalidInput
 from mlplatform.core.services import access
@@ -311,7 +320,7 @@ class Versions(MethodView):
             description=body["description"], tags=body.get("tags"), run_id=body["run_id"],
         )
         if body["source"] == "run":
-            view = version_service.register_from_run(platform(), caller(), project, model, body["run_id"], body["artifact_path"], spec)
+            view = version_service.register_from_run(platform(), caller(), authorized_project(), model, body["run_id"], body["artifact_path"], spec)
         else:
             view = version_service.begin_version(platform(), caller(), project, model, spec)
         return version_body(view)
@@ -401,7 +410,7 @@ class Alias(MethodView):
         if isinstance(ref, bool) or not isinstance(ref, (int, str)):
             raise InvalidInput("version must be a number or a version reference", errors={"version": ["not a version"]})
         with platform().db.write() as session:
-            row, previous, target = alias_service.set_alias(session, caller(), project, model, alias, ref, platform=platform())
+            row, previous, target = alias_service.set_alias(session, caller(), authorized_project(), model, alias, ref, platform=platform())
             return {
                 "model": model, "alias": alias, "version": target.version, "previous_version": previous,
                 "updated_at": row.updated_at, "updated_by": row.updated_by,

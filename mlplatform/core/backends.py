@@ -45,7 +45,7 @@ class Backend(abc.ABC):
         self.options = dict(options or {})
         self.platform = platform
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional: most backends hold no connection)
         """Release connections. Called once when the platform shuts down."""
 
 

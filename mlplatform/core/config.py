@@ -472,7 +472,7 @@ def _keep_secret_marks(loaded: Any, raw: Any) -> Any:
     if isinstance(loaded, dict) and isinstance(raw, dict):
         return {k: _keep_secret_marks(v, raw.get(k)) for k, v in loaded.items()}
     if isinstance(loaded, list) and isinstance(raw, list):
-        return [_keep_secret_marks(v, r) for v, r in zip(loaded, raw)] + loaded[len(raw):]
+        return [_keep_secret_marks(v, r) for v, r in zip(loaded, raw, strict=False)] + loaded[len(raw):]
     return loaded
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlplatform.core.backends import ArtifactStore, DeploymentSpec, ModelFlavor, Predictor
 from mlplatform.core.errors import ArtifactNotFound, InvalidInput, Unprocessable
+from mlplatform.core.plugins import INSTALL_HINTS
 
 if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
@@ -217,7 +218,8 @@ def pick_flavor(flavors: Mapping[str, type[ModelFlavor]], name: str | None, file
     if name:
         cls = flavors.get(name)
         if cls is None:
-            raise InvalidInput(f"model flavor {name!r} is not installed; available: {', '.join(sorted(flavors)) or 'none'}")
+            hint = f"; {INSTALL_HINTS[name]}" if name in INSTALL_HINTS else ""
+            raise InvalidInput(f"model flavor {name!r} is not installed; available: {', '.join(sorted(flavors)) or 'none'}{hint}")
         if not cls(None, None).detect(files):
             raise InvalidInput(f"the artifact is not a {name!r} model (files: {', '.join(files[:10])})")
         return cls

@@ -57,6 +57,7 @@ INSTALL_HINTS = {
     "ray_serve": "for Ray Serve: pip install 'mlplatform[ray]'",
     "kubernetes": "for Kubernetes: pip install 'mlplatform[kubernetes]'",
     "vault": "for Vault: pip install 'mlplatform[vault]'",
+    "onnx": "for ONNX models: pip install 'mlplatform[onnx]'",
     "rq": "for RQ: pip install 'mlplatform' (rq ships with the core)",
 }
 

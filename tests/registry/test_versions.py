@@ -127,7 +127,7 @@ def test_upload_then_finalize(reg: Api, sklearn_model_dir: Path) -> None:
     started = reg.post(f"{M}/churn/versions", json={"source": "upload", "run_id": run["id"], "input_example": EXAMPLE}, token="dev")
     assert started.status_code == 201, started.json
     assert started.json["status"] == "pending" and not started.json["finalized"] and started.json["artifact_sha256"] is None
-    assert reg.post(f"{M}/churn/versions", json={"source": "upload", "flavor": "onnx"}).status_code == 400
+    assert reg.post(f"{M}/churn/versions", json={"source": "upload", "flavor": "no_such_flavor"}).status_code == 400
     empty = reg.post(f"{M}/churn/versions", json={"source": "upload"}).json["version"]
     assert reg.post(f"{M}/churn/versions/{empty}/finalize").status_code == 422  # nothing uploaded
 

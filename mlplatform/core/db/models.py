@@ -98,7 +98,5 @@ class Job(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
-from mlplatform.core.db import tracking  # noqa: F401,E402  (registers the tracking tables)
-from mlplatform.core.db import deployments, registry  # noqa: F401,E402  (registers those tables)
-from mlplatform.core.db import monitoring  # noqa: F401,E402  (registers the monitoring tables)
-from mlplatform.core.db import promotions  # noqa: F401,E402  (registers the promotion tables)
+# importing the modules registers their tables on Base.metadata
+from mlplatform.core.db import deployments, monitoring, promotions, registry, tracking  # noqa: F401,E402

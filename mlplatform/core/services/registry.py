@@ -81,12 +81,18 @@ def resolve_version(session: Session, project: Project, model_name: str, ref: st
     model and the ref when nothing matches.
     """
     model = get_model(session, project, model_name)
+    return model, version_in(session, model, ref)
+
+
+def version_in(session: Session, model: RegisteredModel, ref: str | int) -> ModelVersion:
+    """``resolve_version`` within a model already read."""
+    model_name = model.name
     number = version_number(ref)
     if number is not None:
         version = session.scalar(select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.version == number))
         if version is None:
             raise NotFound(f"model {model_name!r} has no version {number}", errors={"version": ["not found"]})
-        return model, version
+        return version
     ref = str(ref)
     if ref == LATEST:
         version = session.scalar(
@@ -97,7 +103,7 @@ def resolve_version(session: Session, project: Project, model_name: str, ref: st
         )
         if version is None:
             raise NotFound(f"model {model_name!r} has no ready, unarchived version for 'latest'", errors={"version": ["no latest"]})
-        return model, version
+        return version
     version = session.scalar(
         select(ModelVersion).join(ModelAlias, ModelAlias.version_id == ModelVersion.id).where(
             ModelAlias.model_id == model.id, ModelAlias.alias == ref
@@ -108,7 +114,7 @@ def resolve_version(session: Session, project: Project, model_name: str, ref: st
             f"model {model_name!r} has no version or alias {ref!r} (use a number, 'v<N>', 'latest' or an alias)",
             errors={"version": ["not found"]},
         )
-    return model, version
+    return version
 
 
 def resolve_ref(session: Session, project: Project, ref: str, default: str | int = LATEST) -> tuple[RegisteredModel, ModelVersion]:

@@ -10,14 +10,16 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mlplatform.core.backends import Identity
 from mlplatform.core.db.base import utcnow
+from mlplatform.core.db.models import Project
 from mlplatform.core.db.registry import ModelAlias, ModelVersion
 from mlplatform.core.errors import Conflict, Unprocessable
 from mlplatform.core.services import access
-from mlplatform.core.services.registry import LATEST, get_model, record_change, resolve_version, version_number
+from mlplatform.core.services.registry import LATEST, get_model, record_change, version_in, version_number
 
 if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
@@ -39,21 +41,23 @@ def check_alias(alias: str) -> str:
     return alias
 
 
-def set_alias(session: Session, identity: Identity, project_name: str, model_name: str, alias: str,
+def set_alias(session: Session, identity: Identity, project: Project | str, model_name: str, alias: str,
               version_ref: str | int, *, platform: Platform | None = None) -> tuple[ModelAlias, int | None, ModelVersion]:
     """Point ``alias`` at ``version_ref``; returns (alias row, previous version number or None, version).
 
     ``Conflict`` if the version failed or is archived. Setting it where it already points is a no-op.
     """
     check_alias(alias)
-    project = access.get_project(session, project_name)
+    project = access.project_named(session, project)
     model = get_model(session, project, model_name, for_update=True)
-    _, version = resolve_version(session, project, model_name, version_ref)
+    version = version_in(session, model, version_ref)
     if version.status == "failed" or version.archived:
         state = "failed" if version.status == "failed" else "archived"
         raise Conflict(f"version {version.version} of {model_name!r} is {state}: an alias cannot point at it")
-    row = session.get(ModelAlias, (model.id, alias))
-    previous = session.get(ModelVersion, row.version_id).version if row is not None else None  # type: ignore[union-attr]
+    row, previous = session.execute(
+        select(ModelAlias, ModelVersion.version).join(ModelVersion, ModelVersion.id == ModelAlias.version_id)
+        .where(ModelAlias.model_id == model.id, ModelAlias.alias == alias)
+    ).first() or (None, None)
     if row is not None and row.version_id == version.id:
         return row, previous, version
     if row is None:

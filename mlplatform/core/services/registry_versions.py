@@ -1,11 +1,14 @@
 """Model versions: numbered per model, immutable files, lineage frozen at registration.
 
-A version's files live at ``projects/<project id>/models/<model id>/versions/<N>/`` in the
-artifact store (the model's id, not its name: a deleted and re-created model never meets the
-old files). Two ways in, one life cycle:
+A version's files live at ``projects/<project id>/models/<model id>/versions/<random id>/``
+in the artifact store, recorded as the version's ``artifact_uri``. The folder is named before
+the version has a number, so the files can be in place before the row exists: no
+half-registered version is ever visible, and a failed registration leaves nothing behind.
+Two ways in, one life cycle:
 
-- from a run (``register_from_run``): the run's artifact subfolder is COPIED into the
-  version's folder, so changing the run's artifacts later never changes the version;
+- from a run (``register_from_run``): the run's artifact subfolder is COPIED (digested on
+  the way) into a new folder, then ONE transaction numbers the version, records it finalized
+  and enqueues its validation job; changing the run's artifacts later never changes it;
 - by upload: ``begin_version`` creates the version (status ``pending``, not finalized), the
   caller ``upload_file``s each file (streamed), then ``finalize_version``.
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
@@ -35,7 +39,7 @@ from sqlalchemy.orm import Session
 from mlplatform.core.backends import ArtifactInfo, ArtifactStore, Identity
 from mlplatform.core.db.base import utcnow
 from mlplatform.core.db.models import Project
-from mlplatform.core.db.registry import ModelAlias, ModelVersion, RegisteredModel
+from mlplatform.core.db.registry import ModelAlias, ModelVersion
 from mlplatform.core.db.tracking import LatestMetric, Param, Run
 from mlplatform.core.errors import Conflict, InvalidInput, Unprocessable
 from mlplatform.core.model_loading import (
@@ -83,10 +87,9 @@ class VersionSpec:
     run_id: str | None = None
 
 
-def version_prefix(project: Project | int, model: RegisteredModel | int, number: int) -> str:
-    project_id = project if isinstance(project, int) else project.id
-    model_id = model if isinstance(model, int) else model.id
-    return f"projects/{project_id}/models/{model_id}/versions/{number}/"
+def new_version_prefix(project_id: int, model_id: int) -> str:
+    """A folder no other version uses (the model's id, not its name: a re-created model never meets old files)."""
+    return f"projects/{project_id}/models/{model_id}/versions/{uuid.uuid4().hex}/"
 
 
 def check_spec(
@@ -115,40 +118,63 @@ def check_spec(
 # --- creating -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Lineage:
+    """What a version keeps of its run, read when it is registered."""
+
+    run_id: str
+    experiment_id: int
+    git_commit: str | None
+    params: dict[str, str]
+    metrics: dict[str, float]
+
+
+def read_lineage(session: Session, run: Run) -> Lineage:
+    params = {k: v for k, v in session.execute(select(Param.key, Param.value).where(Param.run_id == run.id))}
+    metrics = {k: v for k, v in session.execute(select(LatestMetric.key, LatestMetric.value).where(LatestMetric.run_id == run.id))}
+    return Lineage(run.id, run.experiment_id, run.source_git_commit, params, metrics)
+
+
 def create_version_row(
     session: Session, identity: Identity, project: Project, model_name: str, spec: VersionSpec, *,
-    source: Mapping[str, Any], platform: Platform | None = None,
+    source: Mapping[str, Any], lineage: Lineage | None = None, prefix: str | None = None, digest: str | None = None,
+    platform: Platform | None = None,
 ) -> ModelVersion:
-    """Insert the next version of ``model_name`` (status pending, not finalized), audited.
+    """Insert the next version of ``model_name``, audited; files at ``prefix`` (a new folder if None).
 
-    The model row is locked first, so concurrent registrations get consecutive numbers; the
-    unique (model, version) constraint backs that up. Lineage is read from ``spec.run_id``.
+    Without ``digest`` the version awaits its files (pending, not finalized); with it the
+    files are already in place: the version is finalized at once and its validation job
+    enqueued in this transaction. The model row is locked first, so concurrent registrations
+    get consecutive numbers; the unique (model, version) constraint backs that up. Lineage is
+    ``lineage``, or read from ``spec.run_id``.
     """
     model = get_model(session, project, model_name, for_update=True)
     number = (session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id)) or 0) + 1
+    if lineage is None and spec.run_id is not None:
+        lineage = read_lineage(session, load_run(session, project, spec.run_id))
     version = ModelVersion(
-        model_id=model.id, version=number, status="pending", status_message="awaiting files", flavor=spec.flavor,
-        signature=spec.signature, artifact_uri=version_prefix(project, model, number), description=spec.description,
-        tags=spec.tags, archived=False, created_by=identity.username,
+        model_id=model.id, version=number, status="pending", status_message="validating" if digest else "awaiting files",
+        flavor=spec.flavor, signature=spec.signature, artifact_uri=prefix or new_version_prefix(project.id, model.id),
+        artifact_sha256=digest, description=spec.description, tags=spec.tags, archived=False, created_by=identity.username,
     )
-    if spec.run_id is not None:
-        _freeze_lineage(session, version, load_run(session, project, spec.run_id))
+    if lineage is not None:
+        version.run_id, version.experiment_id, version.source_git_commit = lineage.run_id, lineage.experiment_id, lineage.git_commit
+        version.run_params, version.run_metrics = lineage.params, lineage.metrics
     session.add(version)
     model.updated_at = utcnow()
     session.flush()
+    finalized = {"sha256": digest, "flavor": spec.flavor} if digest else {}
     record_change(session, identity, project, "model_version.create", "model_version", version.id,
-           {"model": model.name, "version": number, **source}, platform)
+           {"model": model.name, "version": number, **source, **finalized}, platform)
+    if digest is not None:
+        _enqueue_validation(session, version, project, platform)
     return version
 
 
-def _freeze_lineage(session: Session, version: ModelVersion, run: Run) -> None:
-    version.run_id = run.id
-    version.experiment_id = run.experiment_id
-    version.source_git_commit = run.source_git_commit
-    version.run_params = {k: v for k, v in session.execute(select(Param.key, Param.value).where(Param.run_id == run.id))}
-    version.run_metrics = {
-        k: v for k, v in session.execute(select(LatestMetric.key, LatestMetric.value).where(LatestMetric.run_id == run.id))
-    }
+def _enqueue_validation(session: Session, version: ModelVersion, project: Project, platform: Platform | None) -> None:
+    if platform is None:
+        raise ValueError("enqueueing a version's validation needs the platform")
+    platform.jobs.enqueue(session, VALIDATE_JOB, {"version_id": version.id}, project=project.name)
 
 
 def begin_version(platform: Platform, identity: Identity, project_name: str, model_name: str, spec: VersionSpec,
@@ -165,48 +191,48 @@ def begin_version(platform: Platform, identity: Identity, project_name: str, mod
     with platform.db.write() as session:
         project = access.get_project(session, project_name)
         version = create_version_row(session, identity, project, model_name, spec, source=source or {"source": "upload"}, platform=platform)
-        # The model row is locked, so this number is ours: clear whatever a rolled-back
-        # attempt left under it, then add the example.
-        platform.artifact_store.delete(version.artifact_uri.rstrip("/"))
         if spec.input_example is not None:
             _put_example(platform.artifact_store, version.artifact_uri, spec.input_example)
     return VersionView(version, model_name)
 
 
-def register_from_run(platform: Platform, identity: Identity, project_name: str, model_name: str,
+def register_from_run(platform: Platform, identity: Identity, project: Project | str, model_name: str,
                       run_id: str, artifact_path: str, spec: VersionSpec) -> VersionView:
     """Register the run's ``artifact_path`` folder as the model's next version, finalized.
 
-    Checked before any row is written: the model and run exist, the folder holds files, its
-    flavor can be told (given, from ``mlplatform-model.json``, or detected). Then the version
-    row is committed, the files are copied (digested on the way) and the version finalized.
-    If the copy fails the version is marked failed with the reason and the error raised.
+    Checked before anything is written: the model and run exist, the folder holds files, its
+    flavor can be told (given, from ``mlplatform-model.json``, or detected). Then the files
+    are copied to a new folder (digested on the way) and one transaction creates the version
+    finalized and enqueues its validation. If anything fails the copied files are removed.
     """
     store = platform.artifact_store
     folder = artifacts.normalise_path(artifact_path, allow_empty=True)
     with platform.db.read() as session:
-        project = access.get_project(session, project_name)
-        get_model(session, project, model_name)
+        project = access.project_named(session, project)
+        model = get_model(session, project, model_name)
         run = load_run(session, project, run_id)
+        lineage = read_lineage(session, run)
         source = f"{run.artifact_prefix.rstrip('/')}/" + (f"{folder}/" if folder else "")
+        prefix = new_version_prefix(project.id, model.id)
     files = list(store.list(source))
     if not files:
         raise Unprocessable(f"run {run_id!r} has no artifacts under {artifact_path!r}", errors={"artifact_path": ["no files"]})
     relative = [info.path[len(source):] for info in files]
-    descriptor = _store_descriptor(store, source, relative)
-    spec = _complete_spec(platform, spec, descriptor, relative)
-    view = begin_version(platform, identity, project_name, model_name, spec,
-                         source={"source": "run", "run_id": run_id, "artifact_path": folder})
-    version = view.version
+    spec = _complete_spec(platform, spec, _store_descriptor(store, source, relative), relative)
     try:
-        entries = [(rel, _copy(store, info.path, version.artifact_uri + rel)) for info, rel in zip(files, relative, strict=True)]
+        entries = [(rel, _copy(store, info.path, prefix + rel)) for info, rel in zip(files, relative, strict=True)
+                   if not (rel == INPUT_EXAMPLE and spec.input_example is not None)]
         if spec.input_example is not None:
-            entries = [e for e in entries if e[0] != INPUT_EXAMPLE]
-            entries.append((INPUT_EXAMPLE, _put_example(store, version.artifact_uri, spec.input_example)))
-    except Exception as exc:
-        _mark_failed(platform, version.id, f"copying the run's artifacts failed: {type(exc).__name__}: {exc}")
+            entries.append((INPUT_EXAMPLE, _put_example(store, prefix, spec.input_example)))
+        with platform.db.write() as session:
+            version = create_version_row(
+                session, identity, project, model_name, spec, lineage=lineage, prefix=prefix, digest=combine_digests(entries),
+                source={"source": "run", "run_id": run_id, "artifact_path": folder}, platform=platform,
+            )
+    except BaseException:
+        store.delete(prefix.rstrip("/"))
         raise
-    return finalize_version(platform, identity, project_name, model_name, version.version, digest=combine_digests(entries), spec=spec)
+    return VersionView(version, model.name)
 
 
 def _complete_spec(platform: Platform, spec: VersionSpec, descriptor: Mapping[str, Any], files: list[str]) -> VersionSpec:
@@ -260,13 +286,6 @@ def _put_example(store: ArtifactStore, prefix: str, records: list[dict[str, Any]
     return hashlib.sha256(data).hexdigest()
 
 
-def _mark_failed(platform: Platform, version_id: int, reason: str) -> None:
-    with platform.db.write() as session:
-        version = session.get(ModelVersion, version_id)
-        if version is not None and version.status == "pending":
-            version.status, version.status_message, version.updated_at = "failed", reason, utcnow()
-
-
 # --- upload flow ----------------------------------------------------------------------------------
 
 
@@ -314,7 +333,7 @@ def finalize_version(platform: Platform, identity: Identity, project_name: str, 
             version.status_message, version.updated_at = "validating", utcnow()
             record_change(session, identity, project, "model_version.finalize", "model_version", version.id,
                    {"model": model_name, "version": number, "sha256": digest, "flavor": spec.flavor}, platform)
-            platform.jobs.enqueue(session, VALIDATE_JOB, {"version_id": version.id}, project=project.name)
+            _enqueue_validation(session, version, project, platform)
         return version_views(session, model_name, [version])[0]
 
 

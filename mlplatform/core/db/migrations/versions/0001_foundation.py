@@ -1,7 +1,7 @@
 """foundation: projects users tokens memberships audit jobs
 
 Revision ID: 0001_foundation
-Revises: 
+Revises:
 Create Date: 2026-11-23 11:54:43.890364
 """
 

@@ -12,7 +12,6 @@ from alembic import op
 
 import mlplatform.core.db.base
 
-
 revision = '0003_registry'
 down_revision = '0002_tracking'
 branch_labels = None

@@ -12,7 +12,6 @@ from alembic import op
 
 import mlplatform.core.db.base
 
-
 revision = '0004_monitoring'
 down_revision = '0003_registry'
 branch_labels = None

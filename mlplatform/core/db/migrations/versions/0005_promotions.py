@@ -12,7 +12,6 @@ from alembic import op
 
 import mlplatform.core.db.base
 
-
 revision = '0005_promotions'
 down_revision = '0004_monitoring'
 branch_labels = None

@@ -1,0 +1,1 @@
+"""The ``onnx`` model flavor through onnxruntime: ``pip install 'mlplatform[onnx]'``."""
