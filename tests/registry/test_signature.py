@@ -115,12 +115,12 @@ def test_nan_counts_as_null() -> None:
         validate_inputs(SIG, {"instances": [{"age": 1, "income": math.nan, "vip": True}]})
 
 
-def test_one_row_is_fast() -> None:
-    import time
-
-    body = {"instances": [{"age": 1, "income": 2.5, "city": "Lyon", "vip": True}]}
-    validate_inputs(SIG, body)
-    start = time.perf_counter()
-    for _ in range(200):
-        validate_inputs(SIG, body)
-    assert (time.perf_counter() - start) / 200 < 0.002
+def test_all_number_signatures_give_one_float_block_with_nulls_as_nan() -> None:
+    sig = check_signature({"inputs": [{"name": "b", "type": "double"}, {"name": "a", "type": "number", "nullable": True}]})
+    frame = validate_inputs(sig, {"instances": [{"a": 1, "b": 2.5}, {"b": -1}, {"a": None, "b": 3}]})
+    assert list(frame.columns) == ["b", "a"]
+    assert list(frame.dtypes) == [np.float64, np.float64]
+    assert frame["b"].tolist() == [2.5, -1.0, 3.0]
+    assert frame["a"][0] == 1.0 and math.isnan(frame["a"][1]) and math.isnan(frame["a"][2])
+    split = validate_inputs(sig, {"columns": ["a", "b"], "data": [[1, 2.5], [None, -1], [None, 3]]})
+    pd.testing.assert_frame_equal(frame, split)
