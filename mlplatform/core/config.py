@@ -298,6 +298,7 @@ class PlatformConfigSchema(_Strict):
     alert_channels = fields.List(fields.Nested(NamedBackendSchema), load_default=list)
     monitoring = fields.Nested(MonitoringSchema, load_default=lambda: MonitoringSchema().load({}))
     tracking = fields.Nested(TrackingSchema, load_default=lambda: TrackingSchema().load({}))
+    model_flavors = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
     gateway = fields.Nested(GatewaySchema, load_default=lambda: GatewaySchema().load({}))
     logging = fields.Nested(LoggingSchema, load_default=lambda: LoggingSchema().load({}))
     promotion = fields.Nested(PromotionSchema, load_default=lambda: PromotionSchema().load({}))
@@ -460,6 +461,9 @@ def load_config(raw: dict[str, Any], registry: BackendRegistry, platform: Any = 
             raise ConfigError(f"monitoring.metric_options.{name}", f"{name!r} is not in monitoring.drift_metrics")
         metric = registry.get("drift_metric", name, f"monitoring.metric_options.{name}")
         monitoring["metric_options"][name] = validate_schema(metric.Config(unknown=RAISE), options, f"monitoring.metric_options.{name}")
+    for name, options in config["model_flavors"].items():
+        flavor = registry.get("model_flavor", name, f"model_flavors.{name}")
+        config["model_flavors"][name] = validate_schema(flavor.Config(unknown=RAISE), options, f"model_flavors.{name}")
     config = _keep_secret_marks(config, raw)
     config["_secret_backend"] = secret_backend
     return config

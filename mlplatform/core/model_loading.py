@@ -230,15 +230,22 @@ def pick_flavor(flavors: Mapping[str, type[ModelFlavor]], name: str | None, file
     return flavors[matches[0]]
 
 
-def load_verified(folder: str | os.PathLike[str], sha256: str, flavor: type[ModelFlavor]) -> Predictor:
-    """Verify ``folder`` against ``sha256``, then load it with ``flavor``.
+def flavor_options(platform: Platform, flavor: type[ModelFlavor]) -> dict[str, Any]:
+    """The options config gives ``flavor`` (``model_flavors.<name>``, validated at start-up), else its defaults."""
+    options = platform.config.get("model_flavors", {}).get(flavor.name)
+    return dict(options) if options is not None else flavor.Config().load({})
+
+
+def load_verified(folder: str | os.PathLike[str], sha256: str, flavor: type[ModelFlavor],
+                  options: Mapping[str, Any] | None = None) -> Predictor:
+    """Verify ``folder`` against ``sha256``, then load it with ``flavor`` and its ``options``.
 
     Loading runs code from the artifact (unpickling, importing ``model.py``); the digest check
     comes first so only registered bytes ever run. Used where the folder is already local
     (e.g. inside a Ray Serve replica).
     """
     verify_folder(folder, sha256)
-    return flavor(None, None).load(str(folder))
+    return flavor(options, None).load(str(folder))
 
 
 def load_model(platform: Platform, spec: DeploymentSpec) -> Predictor:
@@ -247,7 +254,7 @@ def load_model(platform: Platform, spec: DeploymentSpec) -> Predictor:
     name = spec.flavor or read_descriptor(folder).get("flavor")
     flavor = pick_flavor(available_flavors(platform), name, folder_files(folder))
     # fetch_artifact has just verified this folder; load it directly.
-    return flavor(None, platform).load(str(folder))
+    return flavor(flavor_options(platform, flavor), platform).load(str(folder))
 
 
 def to_list(predictions: Any) -> list[Any]:

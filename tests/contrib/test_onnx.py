@@ -16,12 +16,13 @@ from marshmallow import ValidationError
 from onnx import TensorProto, helper, numpy_helper
 
 from mlplatform.core.backends import DeploymentSpec
-from mlplatform.core.errors import InvalidInput, Unprocessable
+from mlplatform.core.errors import ConfigError, InvalidInput, Unprocessable
 from mlplatform.core.model_loading import (
     DESCRIPTOR,
     ArtifactIntegrityError,
     artifact_sha256,
     available_flavors,
+    flavor_options,
     load_model,
     load_verified,
     pick_flavor,
@@ -381,3 +382,14 @@ def test_inputs_that_do_not_match_the_example_fail_the_version(api: Api, tmp_pat
     example = [{name: value for name, value in row.items() if name != "x3"} for row in EXAMPLE]
     version = registered(api, write_onnx_model(tmp_path / "model", linear_model()), "narrow", input_example=example)
     assert version["status"] == "failed" and "takes 3 features per row, the batch has 2" in version["status_message"]
+
+
+def test_model_flavors_config_reaches_the_flavor_and_is_checked_at_start_up(make_platform: Any) -> None:
+    platform = make_platform({"model_flavors": {"onnx": {"intra_op_num_threads": 1}}})
+    flavor = available_flavors(platform)["onnx"]
+    assert flavor_options(platform, flavor)["intra_op_num_threads"] == 1
+    assert flavor_options(make_platform(), flavor)["intra_op_num_threads"] == 0  # the schema's default
+    with pytest.raises(ConfigError, match=r"model_flavors\.onnx"):
+        make_platform({"model_flavors": {"onnx": {"threads": 1}}})
+    with pytest.raises(ConfigError, match=r"model_flavors\.onxx"):
+        make_platform({"model_flavors": {"onxx": {}}})

@@ -22,6 +22,7 @@ from mlplatform.core.model_loading import (
     available_flavors,
     cache_root,
     fetch_artifact,
+    flavor_options,
     folder_files,
     pick_flavor,
     read_descriptor,
@@ -60,7 +61,7 @@ def _check(platform: Platform, uri: str, sha256: str, flavor_name: str | None, s
     folder = fetch_artifact(platform.artifact_store, uri, sha256, cache_root(platform))
     files = folder_files(folder)
     flavor = pick_flavor(available_flavors(platform), flavor_name or read_descriptor(folder).get("flavor"), files)
-    predictor = flavor(None, platform).load(str(folder))
+    predictor = flavor(flavor_options(platform, flavor), platform).load(str(folder))
     if INPUT_EXAMPLE not in files:
         return None
     body = json.loads((Path(folder) / INPUT_EXAMPLE).read_text(encoding="utf-8"))
