@@ -610,7 +610,7 @@ def model_server_command(
 
 @main.group()
 def monitor() -> None:
-    """Model monitoring: close due windows (run it every minute or two from cron or a timer)."""
+    """Model monitoring: close due windows (run it every minute or two from cron or a timer), compact records."""
 
 
 @monitor.command("close-windows")
@@ -628,6 +628,28 @@ def monitor_close_windows(ctx: click.Context, wait: bool) -> None:
     click.echo(f"{len(enqueued)} window(s) queued")
     if wait and platform.config["jobs"]["backend"] == "inline":
         platform.jobs.wait_idle(3600)
+
+
+@monitor.command("compact")
+@click.option("--deployment", "deployment_ids", type=int, multiple=True, help="Only this deployment id (repeatable).")
+@click.pass_context
+@friendly_errors
+def monitor_compact(ctx: click.Context, deployment_ids: tuple[int, ...]) -> None:
+    """Merge the record files of every closed hour into one Parquet file per hour (idempotent;
+    window computations do it as they close hours, this catches up on older ones)."""
+    from mlplatform.core.monitoring.compaction import compact_closed_hours
+
+    results = compact_closed_hours(load_platform(ctx), deployment_ids=deployment_ids or None)
+    compacted = 0
+    for deployment_id, hours in results.items():
+        for hour in hours:
+            when = f"deployment {deployment_id}: {hour.hour:%Y-%m-%d %H}:00"
+            if hour.file is not None:
+                compacted += 1
+                click.echo(f"{when} {hour.merged} files -> {hour.file} ({hour.rows} rows)")
+            elif hour.skipped:
+                click.echo(f"{when} skipped: being compacted, or compacted less than a minute ago")
+    click.echo(f"{compacted} hour(s) compacted")
 
 
 

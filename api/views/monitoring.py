@@ -216,10 +216,15 @@ class Events(MethodView):
             if "labels" in body:
                 with platform().db.write() as session:
                     result = service.ingest_labels(session, platform(), target, body["labels"])
-            else:
-                result = service.ingest_records(platform(), target, json_records=body["records"])
+                return json_response(result.to_dict())
+            result = service.ingest_records(platform(), target, json_records=body["records"])
         else:
             result = service.ingest_records(platform(), target, table=_read_table(kind, request.get_data()))
+        with platform().db.read() as session:
+            late = service.late_windows(session, platform(), target, result)
+        if late:  # records of windows computed already: compute them again
+            with platform().db.write() as session:
+                service.requeue_windows(session, platform(), target, late)
         return json_response(result.to_dict())
 
 

@@ -1,7 +1,8 @@
 """``GET /projects/{p}/models/{m}/deployments/{env}/metrics``: monitor series, bucketed in SQL.
 
-The response is built as a plain dict (no schema pass): a month of 5-minute windows is
-thousands of points. The schemas below document it in the OpenAPI spec.
+The response is written by ``SeriesResult.to_json`` (no schema pass, no Python object per
+point): a month of 5-minute windows is thousands of points. The schemas below document it
+in the OpenAPI spec.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from marshmallow import Schema, fields, validate
 
 from api.security import requires
 from api.views.common import API_PREFIX, platform
-from api.views.runs import json_response
 from mlplatform.core.services import access, timeseries
 
 blp = Blueprint(
@@ -38,6 +38,14 @@ class MonitorSeriesArgs(Schema):
         load_default="1h", metadata={"description": "Bucket width: 90s, 5m, 1h, 1d; aligned to the epoch (UTC)"}
     )
     agg = fields.String(load_default="avg", validate=validate.OneOf(timeseries.AGGREGATES))
+    version = fields.String(
+        load_default=None,
+        validate=validate.Length(min=1, max=250),
+        metadata={
+            "description": "Only the points of this model version: a number (3 or v3), latest or an alias; "
+            "422 names an unknown one. Default: every version, aggregated together"
+        },
+    )
 
 
 class MonitorSeriesPointSchema(Schema):
@@ -56,6 +64,9 @@ class MonitorSeriesResultSchema(Schema):
     step = fields.Integer(metadata={"description": "Seconds"})
     start = fields.AwareDateTime()
     end = fields.AwareDateTime()
+    version = fields.Integer(
+        allow_none=True, metadata={"description": "The version number the points are filtered to; null: every version"}
+    )
     series = fields.List(fields.Nested(MonitorSeriesSchema))
 
 
@@ -66,8 +77,9 @@ class DeploymentMetrics(MethodView):
     @blp.response(200, MonitorSeriesResultSchema)
     def get(self, args: dict[str, Any], project: str, model: str, environment: str) -> Response:
         """Bucketed values of one monitor metric for one or more features"""
-        with platform().db.read() as session:
-            deployment_id = timeseries.deployment_id_for(session, project, model, environment)
+        with platform().db.quick_read() as session:  # independent reads: no transaction needed
+            model_id, deployment_id = timeseries.deployment_for(session, project, model, environment)
+            version = timeseries.version_filter(session, model_id, args["version"]) if args["version"] else None
             result = timeseries.query(
                 session,
                 platform(),
@@ -78,5 +90,6 @@ class DeploymentMetrics(MethodView):
                 end=args["end"],
                 step=args["step"],
                 agg=args["agg"],
+                version=version,
             )
-        return json_response(result.to_dict())
+        return Response(result.to_json(), mimetype="application/json")

@@ -9,6 +9,9 @@ layout, shared with the events route)::
 
     monitoring/<project>/<model>/<env>/<YYYY-MM-DD>/<HH>/<uuid>.parquet
 
+(merged into one file per hour once the hour's windows are closed:
+:mod:`mlplatform.core.monitoring.compaction`).
+
 One row per input row: ``request_id``, ``timestamp`` (ms, UTC), ``version``, ``inputs.<column>``
 (one per input column), ``output`` (the row's prediction; null on error; JSON text when not
 a scalar), ``latency_ms`` (of the whole request), ``status`` (the HTTP status answered),
@@ -26,7 +29,6 @@ import json
 import logging
 import random
 import threading
-import time
 from collections import defaultdict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass

@@ -4,7 +4,12 @@ Raw inference records are not here: they go to the artifact store as Parquet fil
 deployment and window. Here are the reference profiles, late labels (joined to records by
 request id when a window is computed), the windows already computed, the per-window results
 (``monitor_points``: one row per deployment, version, metric, feature and window), alert
-rules, alerts and every notification sent for them.
+rules, alerts and every notification sent for them, and the lease and record of each
+compacted hour folder of records (``monitor_compactions``).
+
+``monitor_points.window_start`` is stored as whole seconds since the Unix epoch (UTC): a
+series query buckets it with integer arithmetic in SQL and never parses a date per row.
+Python code sees an aware UTC ``datetime`` either way (``EpochSeconds``).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Double, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Double, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mlplatform.core.db.base import Base, JSONText, UTCDateTime, intpk, name_str, timestamp
@@ -21,6 +26,29 @@ OVERALL = ""  # the feature value of a monitor point about the whole window, not
 ALERT_STATES = ("firing", "resolved")
 COMPARISONS = (">", ">=", "<", "<=")
 SEVERITIES = ("info", "warning", "critical")
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+class EpochSeconds(TypeDecorator[dt.datetime]):
+    """An aware UTC datetime stored as whole seconds since the Unix epoch (``BIGINT``).
+
+    Window starts are whole seconds; a fraction is an error, not silently dropped. In SQL
+    the column is a plain integer: ``window_start / 300`` is the 5-minute bucket."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> int | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        if value.microsecond:
+            raise ValueError(f"{value.isoformat()} is not a whole second")
+        return int((value - EPOCH).total_seconds())
+
+    def process_result_value(self, value: int | None, dialect: Any) -> dt.datetime | None:
+        return None if value is None else EPOCH + dt.timedelta(seconds=int(value))
 
 
 class ReferenceProfile(Base):
@@ -63,10 +91,15 @@ class MonitorWindow(Base):
     row_count: Mapped[int] = mapped_column(Integer, default=0)
     computed_at: Mapped[timestamp]
 
-    __table_args__ = (UniqueConstraint("deployment_id", "window_start", name="uq_monitor_windows_deployment_id_window_start"),)
+    __table_args__ = (
+        UniqueConstraint("deployment_id", "window_start", name="uq_monitor_windows_deployment_id_window_start"),
+    )
 
 
 class MonitorPoint(Base):
+    """One figure of one window: ``feature`` is ``OVERALL`` for figures of the whole window;
+    ``version_id`` is the model version whose records it was computed from."""
+
     __tablename__ = "monitor_points"
 
     id: Mapped[intpk]
@@ -74,16 +107,32 @@ class MonitorPoint(Base):
     version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
     metric: Mapped[str] = mapped_column(String(100))
     feature: Mapped[str] = mapped_column(String(250), default=OVERALL)
-    window_start: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    window_start: Mapped[dt.datetime] = mapped_column(EpochSeconds())
     window_end: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     value: Mapped[float | None] = mapped_column(Double)
 
     __table_args__ = (
-        # Covering (value included): a series query reads the index alone, no table lookups.
-        Index("ix_monitor_points_series", "deployment_id", "metric", "feature", "window_start", "value"),
+        # Covering (value and version included): a series query, with or without a version
+        # filter, reads a range of the index alone, no table lookups.
+        Index("ix_monitor_points_series", "deployment_id", "metric", "feature", "window_start", "value", "version_id"),
         # Every point of one window: alert evaluation, the latest window for /metrics, recomputes.
         Index("ix_monitor_points_window", "deployment_id", "window_start"),
     )
+
+
+class MonitorCompaction(Base):
+    """One hour folder of records of a deployment: the lease of the compaction merging it
+    (``leased_until``, None when none runs) and what its last compaction did."""
+
+    __tablename__ = "monitor_compactions"
+
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True)
+    hour_start: Mapped[dt.datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    leased_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    compacted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    file: Mapped[str] = mapped_column(String(200), default="")  # the merged file's name; "" before the first
+    files_merged: Mapped[int] = mapped_column(Integer, default=0)
+    row_count: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class AlertRule(Base):

@@ -33,12 +33,20 @@ A value that had the wrong type is stored as null and named in ``violations`` (i
 missing value). Readers accept files without ``violations``, ``latency_ms``, ``status``,
 ``error`` or ``source`` (absent means null), and the inputs as one ``inputs`` struct column
 too. The gateway's capture (:mod:`mlplatform.core.capture`) writes through ``write_records``.
+
+Once an hour is closed its files are merged into one ``compacted-<gen>-<id>.parquet`` that
+names, in its Parquet metadata, the files it replaces (:mod:`.compaction`). ``read_hour``
+is the one reader of an hour folder: it reads merged files newest first, skips every file a
+merged file it read names, and lists again (up to ``READ_ATTEMPTS`` times) when a listed file
+vanished before it was opened or when a compaction finished while it read, so each row is
+read exactly once whatever a concurrent compaction is doing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -49,6 +57,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mlplatform.core.errors import ArtifactNotFound, Conflict
 from mlplatform.core.monitoring.windows import hours_between
 
 if TYPE_CHECKING:
@@ -66,6 +75,9 @@ BASE_FIELDS = {
     "violations": pa.list_(pa.string()),
 }
 INPUT_PREFIX = "inputs."
+MERGED_PREFIX = "compacted-"
+REPLACES_KEY = b"mlplatform.replaces"  # Parquet metadata of a merged file: JSON list of file names
+READ_ATTEMPTS = 5
 _MS_PER_HOUR = 3_600_000
 
 
@@ -120,24 +132,96 @@ def read_window(
     unless every file has the same type; a column that is a string anywhere becomes string."""
     parts: list[pa.Table] = []
     for hour in hours_between(start, end):
-        for info in store.list(hour_prefix(project, model, environment, hour)):
-            if info.path.endswith(".parquet"):
-                with store.open(info.path) as stream:
-                    parts.append(_flatten(read_parquet(stream)))
+        snapshot = read_hour(store, hour_prefix(project, model, environment, hour))
+        parts.extend(snapshot.tables[path] for path in snapshot.live)
     if not parts:
         return WindowRecords(_empty_base())
-    table = _concat(parts)
+    table = concat(parts)
     ts = table.column("timestamp")
     low, high = pa.scalar(start, TIMESTAMP_TYPE), pa.scalar(end, TIMESTAMP_TYPE)
     bounds = pc.min_max(ts)
     first, last = bounds["min"].as_py(), bounds["max"].as_py()
-    if first is None or last is None or not (first >= start and last < end) or ts.null_count:  # an hour holds other windows
+    if first is None or last is None or not (first >= start and last < end) or ts.null_count:
+        # an hour holds other windows than this one
         table = table.filter(pc.and_(pc.greater_equal(ts, low), pc.less(ts, high)))
     base = [name for name in table.column_names if not name.startswith(INPUT_PREFIX)]
     features = {
         name[len(INPUT_PREFIX) :]: table.column(name) for name in table.column_names if name.startswith(INPUT_PREFIX)
     }
     return WindowRecords(table.select(base), features)
+
+
+@dataclass
+class HourSnapshot:
+    """One consistent read of an hour folder: every Parquet file ``listed``, the ``live``
+    ones whose rows count (merged files newest first, then parts in path order) with their
+    rows flattened in ``tables``, and the newest merged file's ``generation`` (0: none)."""
+
+    listed: list[str]
+    live: list[str]
+    tables: dict[str, pa.Table]
+    generation: int
+
+
+def read_hour(store: ArtifactStore, prefix: str) -> HourSnapshot:
+    """The records of the hour folder ``prefix``, each row once (see the module doc).
+
+    A store's listing is not a snapshot (a folder or a bucket is listed bit by bit), so after
+    reading, the folder is listed again: if a file read is gone or a merged file appeared, a
+    compaction ran meanwhile and the read starts over."""
+    for _attempt in range(READ_ATTEMPTS):
+        listed = _listing(store, prefix)
+        try:
+            snapshot = _read_listed(store, listed)
+        except ArtifactNotFound:  # replaced and deleted between the listing and the read
+            continue
+        again = set(_listing(store, prefix))
+        if set(listed) <= again and not any(_name(p).startswith(MERGED_PREFIX) for p in again - set(listed)):
+            return snapshot
+    raise Conflict(f"the records of {prefix} changed under {READ_ATTEMPTS} reads in a row; try again")
+
+
+def _listing(store: ArtifactStore, prefix: str) -> list[str]:
+    return [
+        info.path
+        for info in store.list(prefix)
+        if info.path.endswith(".parquet") and "/" not in info.path[len(prefix) :]
+    ]
+
+
+def _read_listed(store: ArtifactStore, listed: list[str]) -> HourSnapshot:
+    merged = sorted((p for p in listed if _name(p).startswith(MERGED_PREFIX)), key=merged_generation, reverse=True)
+    replaced: set[str] = set()
+    live: list[str] = []
+    tables: dict[str, pa.Table] = {}
+    for path in merged:
+        if _name(path) in replaced:
+            continue
+        with store.open(path) as stream:
+            table = read_parquet(stream)
+        replaced.update(json.loads((table.schema.metadata or {}).get(REPLACES_KEY, b"[]")))
+        live.append(path)
+        tables[path] = _flatten(table)
+    for path in listed:
+        if path in tables or _name(path) in replaced or _name(path).startswith(MERGED_PREFIX):
+            continue
+        with store.open(path) as stream:
+            tables[path] = _flatten(read_parquet(stream))
+        live.append(path)
+    return HourSnapshot(listed, live, tables, max(map(merged_generation, merged), default=0))
+
+
+def merged_generation(path: str) -> int:
+    """``.../compacted-000003-<id>.parquet`` -> 3 (0 for anything else)."""
+    name = _name(path)
+    if not name.startswith(MERGED_PREFIX):
+        return 0
+    number = name[len(MERGED_PREFIX) :].split("-", 1)[0]
+    return int(number) if number.isdigit() else 0
+
+
+def _name(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
 
 
 def read_parquet(stream: Any) -> pa.Table:
@@ -183,7 +267,8 @@ def _flatten(table: pa.Table) -> pa.Table:
     return pa.table(columns)
 
 
-def _concat(parts: list[pa.Table]) -> pa.Table:
+def concat(parts: list[pa.Table]) -> pa.Table:
+    """Flattened tables as one, each column cast to the type every part casts to."""
     if len(parts) == 1:
         return parts[0]
     names: dict[str, None] = {}

@@ -10,6 +10,8 @@ re-requested window is safe. A window without records still gets ``row_count`` 0
 
 After the points commit, ``mlplatform.core.services.alerting.evaluate_window(session,
 platform, deployment_id, window_start)`` runs in its own transaction if that module exists.
+Then the hours the window closes are compacted (:mod:`.compaction`); a compaction that
+fails is logged and leaves the files as they were, never failing the window.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from mlplatform.core.db.deployments import Deployment, DeploymentVersion
 from mlplatform.core.db.models import Project
 from mlplatform.core.db.monitoring import MonitorLabel, MonitorPoint, MonitorWindow, ReferenceProfile
 from mlplatform.core.db.registry import ModelVersion, RegisteredModel
-from mlplatform.core.monitoring import reference_cache
+from mlplatform.core.monitoring import compaction, reference_cache
 from mlplatform.core.monitoring.analysis import analyze
 from mlplatform.core.monitoring.drift_window import DriftSuite
 from mlplatform.core.monitoring.ingest import InputSchema
@@ -94,7 +96,7 @@ def compute_monitor_window(platform: Platform, deployment_id: int, window_start:
     with platform.db.write() as session:
         store_window(session, deployment_id, start, end, records.num_rows, rows)
     _evaluate_alerts(platform, deployment_id, start)
-    return {"rows": records.num_rows, "points": len(rows)}
+    return {"rows": records.num_rows, "points": len(rows), "compacted": _compact(platform, info, start, end)}
 
 
 def load_deployment(session: Session, deployment_id: int) -> DeploymentInfo | None:
@@ -210,6 +212,16 @@ def _labels(session: Session, deployment_id: int, since: dt.datetime) -> dict[st
         )
     )
     return dict(rows.all())
+
+
+def _compact(platform: Platform, info: DeploymentInfo, start: dt.datetime, end: dt.datetime) -> int:
+    """Compact the hours the window closes; the number of hour folders merged."""
+    try:
+        done = compaction.compact_window(platform, info.id, info.project, info.model, info.environment, start, end)
+    except Exception:  # noqa: BLE001 - the points are stored; the files stay readable as they are
+        log.exception("compacting the records of deployment %s up to %s failed", info.id, end.isoformat())
+        return 0
+    return sum(1 for hour in done if hour.file is not None)
 
 
 def _evaluate_alerts(platform: Platform, deployment_id: int, start: dt.datetime) -> None:

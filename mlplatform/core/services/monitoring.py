@@ -7,7 +7,9 @@ the platform's errors. The computations live in :mod:`mlplatform.core.monitoring
   run artifact) and replaces its ``reference_profiles`` row; files of a replaced profile are
   deleted after commit. ``get_reference`` returns the profile summary.
 - ``ingest_records`` validates records and writes the valid ones to the artifact store (the
-  layout of :mod:`mlplatform.core.monitoring.records`); ``ingest_labels`` upserts
+  layout of :mod:`mlplatform.core.monitoring.records`); ``late_windows`` names the computed
+  windows they fell into and ``requeue_windows`` re-queues those, so late records are counted
+  (compacted or not, a window's records are read whole); ``ingest_labels`` upserts
   ``monitor_labels`` and re-queues computed windows named by a label's ``timestamp``.
 - ``request_window`` queues one window's (re)computation; ``summary`` reads the latest window.
 """
@@ -22,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
 
 REFERENCE_ROOT = "monitoring-references"
 MAX_LABELS = 100_000
+IN_CHUNK = 1000
 REFERENCE_EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -244,6 +248,43 @@ def ingest_records(
     return result
 
 
+def late_windows(
+    session: Session, platform: Platform, target: IngestTarget, result: ingest.IngestResult
+) -> list[dt.datetime]:
+    """Starts of the already computed windows that accepted records of ``result`` fall in."""
+    if result.table is None or not result.table.num_rows:
+        return []
+    length_ms = int(parse_length(platform.config["monitoring"]["window"]).total_seconds() * 1000)
+    stamps = result.table.column("timestamp").cast(pa.int64()).to_numpy()
+    starts = {dt.datetime.fromtimestamp(int(ms) // 1000, dt.UTC) for ms in np.unique(stamps // length_ms * length_ms)}
+    return _computed(session, target.deployment_id, starts)
+
+
+def requeue_windows(session: Session, platform: Platform, target: IngestTarget, starts: list[dt.datetime]) -> int:
+    """Queue the recomputation of each window of ``starts`` not queued or running already."""
+    queued = active_windows(session)
+    count = 0
+    for start in sorted(starts):
+        if (target.deployment_id, start) not in queued:
+            enqueue_window(session, platform, target.deployment_id, start, project=target.project)
+            count += 1
+    return count
+
+
+def _computed(session: Session, deployment_id: int, starts: set[dt.datetime]) -> list[dt.datetime]:
+    """The windows of ``starts`` computed already (``IN`` lists of at most ``IN_CHUNK``: a
+    backfill may name thousands)."""
+    ordered, found = sorted(starts), []
+    for at in range(0, len(ordered), IN_CHUNK):
+        found += session.scalars(
+            select(MonitorWindow.window_start).where(
+                MonitorWindow.deployment_id == deployment_id,
+                MonitorWindow.window_start.in_(ordered[at : at + IN_CHUNK]),
+            )
+        )
+    return sorted(as_utc(s) for s in found)
+
+
 def ingest_labels(session: Session, platform: Platform, target: IngestTarget, labels: Any) -> ingest.IngestResult:
     """Upsert ``{"request_id", "label", "timestamp"?}`` items; a label with the prediction's
     ``timestamp`` re-queues that window if it was computed already."""
@@ -311,18 +352,7 @@ def _requeue_labelled_windows(
         return
     length = parse_length(platform.config["monitoring"]["window"])
     starts = {window_start(dt.datetime.fromtimestamp(ms / 1000, dt.UTC), length) for ms in timestamps}
-    computed = {
-        as_utc(s)
-        for s in session.scalars(
-            select(MonitorWindow.window_start).where(
-                MonitorWindow.deployment_id == target.deployment_id, MonitorWindow.window_start.in_(list(starts))
-            )
-        )
-    }
-    queued = active_windows(session)
-    for start in sorted(computed):
-        if (target.deployment_id, start) not in queued:
-            enqueue_window(session, platform, target.deployment_id, start, project=target.project)
+    requeue_windows(session, platform, target, _computed(session, target.deployment_id, starts))
 
 
 # --- windows and the summary ---------------------------------------------------------------------
