@@ -112,9 +112,16 @@ def _run_gunicorn(config_path: str | None, host: str, port: int, workers: int, t
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
+            import gc
+
             from api.app import create_app
 
-            return create_app()
+            app = create_app()
+            # Everything loaded so far lives as long as the worker: leave it out of the
+            # collector's full passes, which otherwise cost ~100 ms every few requests.
+            gc.collect()
+            gc.freeze()
+            return app
 
     Server().run()
 
