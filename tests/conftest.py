@@ -2,8 +2,9 @@
 
 Real services only. PostgreSQL (127.0.0.1:5432, user postgres) and Redis (127.0.0.1:6379)
 must be running; under ``CI=true`` a missing service fails the run instead of skipping.
-Fixtures for servers the tests start themselves (OpenBao, moto, Azurite, Ray) live in the
-``conftest.py`` of the test folder that needs them.
+Fixtures for servers the tests start themselves (OpenBao, moto, Azurite) live in the
+``conftest.py`` of the test folder that needs them; Ray, which starts once per process, in
+``tests/ray_fixtures.py`` for every folder.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy import create_engine, text
 from mlplatform.core.db import migrate
 from mlplatform.core.platform import Platform
 
-pytest_plugins = ["tests.api_client"]
+pytest_plugins = ["tests.api_client", "tests.ray_fixtures"]
 
 POSTGRES_ADMIN_URL = os.environ.get("MLPLATFORM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -110,7 +111,9 @@ def db_url(db_kind: str, new_database_url: Callable[[str], str]) -> str:
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
-        merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        merged[key] = (
+            deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 

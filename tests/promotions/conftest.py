@@ -37,17 +37,34 @@ FAST = {
 }
 
 # Fails every row whose x2 is negative: synthetic traffic flags one request in five.
-FLAKY_SOURCE = '''
+FLAKY_SOURCE = """
 class Model:
     def predict(self, frame):
         if (frame["x2"] < 0).any():
             raise ValueError("flagged input")
         return [int(x > 0.5) for x in frame["x1"]]
-'''
+"""
 
 
 def noop(platform: Any, **_: Any) -> None:
     """A job handler that does nothing: tests that drive promotion steps by hand use it."""
+
+
+def papi_config(receiver: Receiver, overrides: dict[str, Any] | None = None) -> dict[str, Any]:  # noqa: F811
+    """What ``papi`` configures (the database and data_dir aside)."""
+    base = {
+        "environments": [
+            {"name": "staging", "target": "local"},
+            {"name": "production", "target": "local", "promotion_only": True},
+        ],
+        "alert_channels": [
+            {"name": "hook", "backend": "webhook", "options": {"url": receiver.url, "max_attempts": 2, "backoff": 0}}
+        ],
+        "promotion": FAST,
+        "gateway": {"rate_limit": {"requests_per_second": 1e6, "burst": 1_000_000}, "capture": {"enabled": False}},
+        "jobs": {"options": {"workers": 8}},
+    }
+    return deep_merge(base, overrides or {})
 
 
 @pytest.fixture
@@ -56,17 +73,7 @@ def papi(make_api: Callable[..., Api], db_kind: str, receiver: Receiver) -> Call
     production (no approvals unless overridden), fast promotion settings and channel ``hook``."""
 
     def make(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Api:
-        base = {
-            "environments": [
-                {"name": "staging", "target": "local"},
-                {"name": "production", "target": "local", "promotion_only": True},
-            ],
-            "alert_channels": [{"name": "hook", "backend": "webhook", "options": {"url": receiver.url, "max_attempts": 2, "backoff": 0}}],
-            "promotion": FAST,
-            "gateway": {"rate_limit": {"requests_per_second": 1e6, "burst": 1_000_000}, "capture": {"enabled": False}},
-            "jobs": {"options": {"workers": 8}},
-        }
-        api = make_api(deep_merge(base, overrides or {}), db=db_kind, **kwargs)
+        api = make_api(papi_config(receiver, overrides), db=db_kind, **kwargs)
         assert api.post("/api/v1/projects", json={"name": PROJECT}).status_code == 201
         return api
 
@@ -74,15 +81,27 @@ def papi(make_api: Callable[..., Api], db_kind: str, receiver: Receiver) -> Call
 
 
 def add_version(
-    platform: Platform, tmp_path: Path, number: int, *, flaky: bool = False, metrics: dict[str, float] | None = None,
-    tags: dict[str, str] | None = None, input_example: list[dict[str, Any]] | None = None,
+    platform: Platform,
+    tmp_path: Path,
+    number: int,
+    *,
+    flaky: bool = False,
+    metrics: dict[str, float] | None = None,
+    tags: dict[str, str] | None = None,
+    input_example: list[dict[str, Any]] | None = None,
+    source: str | None = None,
 ) -> int:
-    """Register a ready version straight in the database (as tests/deployments does); returns its id."""
-    folder = tmp_path / f"v{number}-{'flaky' if flaky else 'sk'}"
-    if flaky:
+    """Register a ready version straight in the database (as tests/deployments does); returns its id.
+
+    An sklearn model, or a python_function model: ``flaky`` (``FLAKY_SOURCE``) or ``source``."""
+    source = FLAKY_SOURCE if flaky else source
+    folder = tmp_path / f"v{number}-{'sk' if source is None else 'pyfunc'}"
+    if source is not None:
         folder.mkdir(parents=True)
-        (folder / "model.py").write_text(FLAKY_SOURCE)
-        (folder / DESCRIPTOR).write_text(json.dumps({"flavor": "python_function", "module": "model.py", "class": "Model", "signature": SIGNATURE}))
+        (folder / "model.py").write_text(source)
+        (folder / DESCRIPTOR).write_text(
+            json.dumps({"flavor": "python_function", "module": "model.py", "class": "Model", "signature": SIGNATURE})
+        )
     else:
         write_sklearn_model(folder)
     if input_example is not None:
@@ -95,15 +114,24 @@ def add_version(
     with platform.db.write() as session:
         project = session.scalar(select(Project).where(Project.name == PROJECT))
         assert project is not None
-        model = session.scalar(select(RegisteredModel).where(RegisteredModel.project_id == project.id, RegisteredModel.name == MODEL))
+        model = session.scalar(
+            select(RegisteredModel).where(RegisteredModel.project_id == project.id, RegisteredModel.name == MODEL)
+        )
         if model is None:
             model = RegisteredModel(project_id=project.id, name=MODEL, created_by="test")
             session.add(model)
             session.flush()
         version = ModelVersion(
-            model_id=model.id, version=number, status="ready", flavor="python_function" if flaky else "sklearn",
-            signature=SIGNATURE, artifact_uri=prefix, artifact_sha256=sha, created_by="test",
-            run_metrics=metrics or {}, tags=tags or {},
+            model_id=model.id,
+            version=number,
+            status="ready",
+            flavor="sklearn" if source is None else "python_function",
+            signature=SIGNATURE,
+            artifact_uri=prefix,
+            artifact_sha256=sha,
+            created_by="test",
+            run_metrics=metrics or {},
+            tags=tags or {},
         )
         session.add(version)
         session.flush()
@@ -152,31 +180,51 @@ def traffic_of(api: Api, env: str = "production") -> dict[int, int]:
 
 @dataclass
 class Traffic:
-    """Predictions sent through the gateway from a thread; every fifth request flagged (x2 < 0)."""
+    """Predictions sent through the gateway from a thread, ``rows`` rows a request; every
+    ``flag_every``-th request flagged (x2 < 0), none when it is None (it may change while running)."""
 
     api: Api
     env: str = "production"
+    rows: int = 1
+    flag_every: int | None = 5
     responses: list[tuple[float, int, int | None]] = field(default_factory=list)  # (time, status, version)
+    sent: list[float] = field(default_factory=list)  # when each request of ``responses`` was sent
     _stop: threading.Event = field(default_factory=threading.Event)
+    _done: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
         client = self.api.app.test_client()
         headers = {"Authorization": f"Bearer {self.api.admin_token}"}
         count = 0
-        while not self._stop.is_set():
-            count += 1
-            row = {"x1": 1.0, "x2": -1.0 if count % 5 == 0 else 0.5}
-            response = client.post(f"{MODEL_BASE}/deployments/{self.env}/predict", json={"instances": [row]}, headers=headers)
-            version = response.json.get("version") if response.status_code == 200 else None
-            if response.status_code != 200:
-                version = _failed_version(response.json.get("message", ""))
-            self.responses.append((time.time(), response.status_code, version))
+        try:
+            while not self._stop.is_set():
+                count += 1
+                flagged = self.flag_every is not None and count % self.flag_every == 0
+                row = {"x1": 1.0, "x2": -1.0 if flagged else 0.5}
+                body = {"instances": [row] * self.rows}
+                sent = time.time()
+                response = client.post(f"{MODEL_BASE}/deployments/{self.env}/predict", json=body, headers=headers)
+                version = response.json.get("version") if response.status_code == 200 else None
+                if response.status_code != 200:
+                    version = _failed_version(response.json.get("message", ""))
+                self.sent.append(sent)
+                self.responses.append((time.time(), response.status_code, version))
+        finally:
+            self._done.set()
 
     def stop(self) -> None:
         self._stop.set()
 
+    def join(self, timeout: float = 30) -> bool:
+        """Wait for the request in flight after ``stop``; False if it is still running."""
+        return self._done.wait(timeout)
+
     def versions_between(self, start: float, end: float) -> list[int | None]:
         return [v for at, _status, v in self.responses if start <= at < end]
+
+    def versions_sent_after(self, at: float) -> list[int | None]:
+        """Who answered the requests sent at or after ``at`` (and answered so far)."""
+        return [v for sent, (_, _, v) in zip(self.sent, self.responses, strict=False) if sent >= at]
 
 
 def _failed_version(message: str) -> int | None:
@@ -187,8 +235,8 @@ def _failed_version(message: str) -> int | None:
 def traffic() -> Iterator[Callable[[Api], Traffic]]:
     started: list[tuple[Traffic, threading.Thread]] = []
 
-    def start(api: Api, env: str = "production") -> Traffic:
-        sender = Traffic(api, env)
+    def start(api: Api, env: str = "production", **options: Any) -> Traffic:
+        sender = Traffic(api, env, **options)
         thread = threading.Thread(target=sender.run, daemon=True)
         thread.start()
         started.append((sender, thread))

@@ -1,15 +1,11 @@
-"""The ``ray_serve`` target against a real local Ray cluster, started once per session.
-
-The fixture starts Ray in this process (2 CPUs, no dashboard) and Serve without an HTTP
-proxy, and at session end shuts down exactly those: ``serve.shutdown()``, ``ray.shutdown()``.
-"""
+"""The ``ray_serve`` target against a real local Ray cluster (``tests/ray_fixtures.py``: one per
+session): the target's contract called directly, then a deployment through the REST API."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -20,46 +16,23 @@ from mlplatform.core.backends import DeploymentSpec, TargetStatus
 from mlplatform.core.errors import BackendError, InvalidInput, NotFound
 from mlplatform.core.model_loading import DESCRIPTOR
 from mlplatform.core.platform import Platform
-from tests.conftest import service_missing
+from tests.api_client import Api
+from tests.deployments.conftest import BASE, PROJECT, ROWS, add_version
+from tests.ray_fixtures import RAY_MARKS
 from tests.serving.conftest import SERVING_PLUGINS, training_frame, upload, write_sklearn_model
 
-pytestmark = [
-    pytest.mark.ray,
-    # ray.serve's pydantic models (ray 2.60, pydantic 2.14), raised once when ray.serve is imported.
-    pytest.mark.filterwarnings("ignore:Using extra keyword arguments on `Field` is deprecated:DeprecationWarning"),
-]
+pytestmark = RAY_MARKS
 
 DEADLINE_S = 90
-
-
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[None]:
-    try:
-        import ray
-        from ray import serve
-    except ImportError as exc:
-        service_missing(f"Ray Serve is not installed ({exc}): pip install 'mlplatform[ray]'")
-    if ray.is_initialized():
-        pytest.fail("Ray is already initialised in this process; the ray tests start their own")
-    previous = os.environ.get("RAY_USAGE_STATS_ENABLED")
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="mlplatform-tests")
-    try:
-        serve.start(proxy_location="Disabled")
-        yield
-    finally:
-        try:
-            serve.shutdown()
-        finally:
-            ray.shutdown()
-            if previous is None:
-                os.environ.pop("RAY_USAGE_STATS_ENABLED", None)
-            else:
-                os.environ["RAY_USAGE_STATS_ENABLED"] = previous
+RAY_TARGET = {
+    "name": "ray",
+    "backend": "ray_serve",
+    "options": {"num_replicas": 1, "num_cpus": 0.25, "max_constructor_retries": 2},
+}
 
 
 @pytest.fixture
-def ray_platform(ray_cluster: None, make_platform: Callable[..., Platform]) -> Platform:
+def ray_platform(serve_apps: set[str], make_platform: Callable[..., Platform]) -> Platform:
     from plugins_contrib.ray_serve import plugin
 
     installed = any(ep.name == "ray_serve" for ep in metadata.entry_points(group="mlplatform"))
@@ -124,3 +97,43 @@ def test_broken_artifact_fails_with_the_load_error(ray_platform: Platform, tmp_p
     finally:
         target.undeploy(ref)
     assert target.status(ref).state == "absent"
+
+
+def test_deploy_through_the_api_predict_and_undeploy(
+    serve_apps: set[str], make_api: Callable[..., Api], tmp_path: Path
+) -> None:
+    """PUT a deployment to an environment whose target is ray_serve, predict through the
+    gateway, DELETE it: the Serve application comes and goes with the deployment."""
+    from ray import serve
+
+    config = {"environments": [{"name": "staging", "target": "ray"}], "deployment_targets": [RAY_TARGET]}
+    api = make_api(config, db="postgresql")
+    assert api.post("/api/v1/projects", json={"name": PROJECT}).status_code == 201
+    add_version(api.platform, tmp_path, 1)
+
+    response = api.put(f"{BASE}/staging", json={"version": 1})
+    assert response.status_code == 202, response.json
+    assert api.platform.jobs.wait_idle(DEADLINE_S)  # the deploy job returns once Serve says RUNNING (or failed)
+    body = api.get(f"{BASE}/staging").json
+    assert (body["status"], body["target"]) == ("healthy", "ray"), body
+    assert [(t["version"], t["weight"], t["status"], t["target_ref"]) for t in body["traffic"]] == [
+        (1, 100, "healthy", "acme-churn-v1")
+    ]
+    status = serve.status().applications["acme-churn-v1"].status
+    assert str(getattr(status, "value", status)) == "RUNNING"
+
+    for _ in range(3):
+        response = api.post(f"{BASE}/staging/predict", json={"instances": ROWS})
+        assert response.status_code == 200, response.json
+        assert (response.json["predictions"], response.json["version"]) == ([0, 1], 1)
+    response = api.post(f"{BASE}/staging/predict", json={"instances": [{"x1": 1.0}]})
+    assert response.status_code == 422 and "x2" in response.json["message"]  # refused by the gateway's signature check
+
+    response = api.delete(f"{BASE}/staging")
+    assert response.status_code == 202, response.json
+    assert api.platform.jobs.wait_idle(DEADLINE_S)
+    body = api.get(f"{BASE}/staging").json
+    assert (body["status"], body["traffic"]) == ("retired", [])
+    assert "acme-churn-v1" not in serve.status().applications  # the job deleted the application
+    response = api.post(f"{BASE}/staging/predict", json={"instances": ROWS})
+    assert response.status_code == 404, response.json

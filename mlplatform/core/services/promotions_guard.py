@@ -6,14 +6,18 @@ p99, from
 - the gateway's in-memory window (``promotions_outcomes``) when this process served the
   deployment: every answer counts and a failure is seen within one check interval;
 - otherwise the captured records (Parquet, ``gateway.capture``): what every gateway process
-  wrote, subject to capture's sampling and flush interval (an rq worker judges this way).
+  wrote, subject to capture's sampling and flush interval (an rq worker judges this way),
+  counted per request (capture writes a row per input row, each with the request's status).
 
 A breach (:func:`judge`) is any of, with ``guard`` the promotion config's ``guard`` section:
 
 - errors: the new version has at least ``min_requests`` answers and an error rate above the
   old version's plus ``error_rate_margin``;
-- latency: both have ``min_requests`` answers and the new p99 is above the old p99 times
-  ``latency_p99_ratio`` and by more than ``latency_p99_margin_ms``;
+- latency: both have ``min_requests`` answers, and at least ``LATENCY_MIN_REQUESTS`` (100), and
+  the new p99 is above the old p99 times ``latency_p99_ratio`` and by more than
+  ``latency_p99_margin_ms``. Below 100 answers a nearest-rank p99 is the slowest single answer,
+  and the new version's first answer in a process is a cold start (Ray Serve: the handle's
+  first look-up of the replicas, the replica's first call) that the warm old version never pays;
 - alerts (``guard.alerts``): an alert of the deployment started firing since the rollout began.
 """
 
@@ -33,6 +37,8 @@ from mlplatform.core.services.promotions_outcomes import VersionStats, outcomes,
 
 if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
+
+LATENCY_MIN_REQUESTS = 100  # fewer, and the p99 is the maximum: one cold start would decide it
 
 
 @dataclass(frozen=True)
@@ -85,8 +91,9 @@ def judge(measurement: Measurement, guard: Mapping[str, Any]) -> list[str]:
             f"error rate {new.error_rate:.1%} of version {measurement.new_version} over {new.requests} requests "
             f"exceeds {old_rate:.1%} + {guard['error_rate_margin']:.1%}"
         )
+    latency_minimum = max(minimum, LATENCY_MIN_REQUESTS)
     if (
-        old is not None and new.requests >= minimum and old.requests >= minimum
+        old is not None and new.requests >= latency_minimum and old.requests >= latency_minimum
         and new.latency_p99_ms is not None and old.latency_p99_ms is not None
         and new.latency_p99_ms > old.latency_p99_ms * guard["latency_p99_ratio"]
         and new.latency_p99_ms - old.latency_p99_ms > guard["latency_p99_margin_ms"]
@@ -116,13 +123,15 @@ def _captured(platform: Platform, project: str, model: str, environment: str, si
     table = records.table
     if table.num_rows == 0:
         return {}
-    versions = table.column("version").to_pylist()
-    statuses = table.column("status").to_pylist()
-    latencies = table.column("latency_ms").to_pylist()
+    names = ("version", "request_id", "timestamp", "status", "latency_ms")
+    columns = [table.column(name).to_pylist() for name in names]
     grouped: dict[int, list[tuple[bool, float | None]]] = {}
-    for version, status, latency in zip(versions, statuses, latencies, strict=True):
-        if version is not None:
-            grouped.setdefault(int(version), []).append((status in (None, 200), latency))
+    seen: set[tuple[int, str, dt.datetime]] = set()
+    for version, request_id, at, status, latency in zip(*columns, strict=True):
+        if version is None or (version, request_id, at) in seen:
+            continue  # a record of no version, or another row of a request already counted
+        seen.add((version, request_id, at))  # capture writes one row per input row, each with the request's status
+        grouped.setdefault(int(version), []).append((status in (None, 200), latency))
     return {
         version: VersionStats(len(rows), sum(1 for ok, _ in rows if not ok), p99([lat for _, lat in rows if lat is not None]))
         for version, rows in grouped.items()
