@@ -162,8 +162,12 @@ class Capture:
             with self._lock:
                 flushes, self._flushes = self._flushes, []
             wrote = False
-            while self._buffer:
-                batch = [self._buffer.popleft() for _ in range(min(len(self._buffer), MAX_BATCH_RECORDS))]
+            # Only what is buffered now: under steady traffic the buffer never empties, and
+            # a flush must still return once the records submitted before it are written.
+            remaining = len(self._buffer)
+            while remaining > 0:
+                batch = [self._buffer.popleft() for _ in range(min(remaining, MAX_BATCH_RECORDS))]
+                remaining -= len(batch)
                 self._write(batch)
                 wrote = True
             for done in flushes:

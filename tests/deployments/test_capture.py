@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -108,3 +110,28 @@ def test_records_split_by_hour(tmp_path: Path) -> None:
         "monitoring/acme/churn/staging/2026-01-02/03", "monitoring/acme/churn/staging/2026-01-02/04"
     ]
     capture.close()
+
+
+def test_flush_returns_under_steady_traffic(tmp_path: Path) -> None:
+    """A flush writes what was submitted before it, even when records arrive during every write."""
+    from mlplatform.plugins.local_storage import LocalArtifactStore
+
+    arrivals = itertools.count(100)
+
+    class ArrivingStore(LocalArtifactStore):
+        def put(self, path: str, stream: Any, size: int | None = None) -> Any:
+            capture.submit(record(next(arrivals)))  # traffic never stops while we write
+            return super().put(path, stream, size)
+
+    store = ArrivingStore({"root": str(tmp_path)}, None)
+    capture = Capture(store, flush_interval=60)
+    capture.submit(record(1))
+    assert capture.flush(10)
+    written = {r["request_id"] for info in store.list("monitoring/") for r in _rows(store, info.path)}
+    assert "r1" in written
+    capture.close()
+
+
+def _rows(store: Any, path: str) -> list[dict]:
+    with store.open(path) as stream:
+        return pq.read_table(stream).to_pylist()
