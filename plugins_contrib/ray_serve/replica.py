@@ -14,14 +14,14 @@ from mlplatform.core.model_loading import load_verified
 
 
 class ModelReplica:
-    """Loads ``folder`` with ``flavor`` after checking it against ``sha256``.
+    """Loads ``folder`` with ``flavor`` (and its configured ``options``) after checking it against ``sha256``.
 
     A mismatch or a load error raises in the constructor, so Serve marks the application
     DEPLOY_FAILED with that message. ``folder`` must be readable on the replica's node.
     """
 
-    def __init__(self, folder: str, sha256: str, flavor: type[ModelFlavor]) -> None:
-        self.predictor = load_verified(folder, sha256, flavor)
+    def __init__(self, folder: str, sha256: str, flavor: type[ModelFlavor], options: dict[str, Any] | None = None) -> None:
+        self.predictor = load_verified(folder, sha256, flavor, options)
 
     def predict(self, records: list[dict[str, Any]]) -> list[Any]:
         """One prediction per record (a row as ``{column: value}``)."""

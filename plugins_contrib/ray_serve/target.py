@@ -35,6 +35,7 @@ from mlplatform.core.model_loading import (
     available_flavors,
     cache_root,
     fetch_artifact,
+    flavor_options,
     folder_files,
     pick_flavor,
     read_descriptor,
@@ -134,7 +135,7 @@ class RayServeTarget(DeploymentTarget):
             ray_actor_options={"num_cpus": float(resources.get("num_cpus", self.settings["num_cpus"]))},
             max_constructor_retry_count=self.settings["max_constructor_retries"],
         )
-        app = deployment.bind(str(folder), spec.artifact_sha256.lower(), flavor)
+        app = deployment.bind(str(folder), spec.artifact_sha256.lower(), flavor, flavor_options(self.platform, flavor))
         try:
             # serve._run(_blocking=False) returns once the controller has the config; serve.run
             # would block until RUNNING (minutes for a big model) and raise on failure.
