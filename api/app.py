@@ -72,7 +72,22 @@ def create_app(platform: Platform | None = None, **flask_config: Any) -> Flask:
     errors.register(app)  # after Api(): our handlers replace flask-smorest's
     app.extensions["mlplatform_metrics"] = Metrics(app, platform)
     security.install(app)
-    for module in (operations, identity, projects, audit, experiments, runs, run_queries, artifacts, models, deployments, promotions, alerts, timeseries, monitoring):
+    for module in (
+        operations,
+        identity,
+        projects,
+        audit,
+        experiments,
+        runs,
+        run_queries,
+        artifacts,
+        models,
+        deployments,
+        promotions,
+        alerts,
+        timeseries,
+        monitoring,
+    ):
         api.register_blueprint(module.blp)
     _public_spec(app)
     _root_aliases(app)
@@ -96,4 +111,6 @@ def _public_spec(app: Flask) -> None:
 def _root_aliases(app: Flask) -> None:
     """``/health``, ``/ready`` and ``/metrics`` at the root too, where probes and scrapers look."""
     for name in ("health", "ready", "metrics"):
-        app.add_url_rule(f"/{name}", endpoint=f"root_{name}", view_func=app.view_functions[f"operations.{name.capitalize()}"])
+        app.add_url_rule(
+            f"/{name}", endpoint=f"root_{name}", view_func=app.view_functions[f"operations.{name.capitalize()}"]
+        )

@@ -16,10 +16,14 @@ log = logging.getLogger("mlplatform.api")
 WWW_AUTHENTICATE = 'Bearer realm="mlplatform"'
 
 
-def error_response(status: int, message: str, errors: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int, message: str, errors: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> Response:
     if request.blueprint == "portal":
         return portal_error(status, message)
-    response = jsonify({"code": status, "status": HTTPStatus(status).phrase, "message": message, "errors": errors or {}})
+    response = jsonify(
+        {"code": status, "status": HTTPStatus(status).phrase, "message": message, "errors": errors or {}}
+    )
     response.status_code = status
     for key, value in (headers or {}).items():
         response.headers[key] = value
@@ -32,7 +36,9 @@ def portal_error(status: int, message: str) -> Response:
     """Pages answer people: sign in again on 401, an error page otherwise."""
     if status == 401:
         return redirect(url_for("portal.login", next=request.full_path if request.method == "GET" else None))
-    response = make_response(render_template("portal/error.html", status=status, phrase=HTTPStatus(status).phrase, message=message))
+    response = make_response(
+        render_template("portal/error.html", status=status, phrase=HTTPStatus(status).phrase, message=message)
+    )
     response.status_code = status
     return response
 

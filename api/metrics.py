@@ -34,7 +34,9 @@ class JobStateCollector:
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily("mlplatform_jobs", "Jobs by name and state", labels=["name", "state"])
         with self.platform.db.read() as session:
-            for name, state, count in session.execute(select(Job.name, Job.state, func.count()).group_by(Job.name, Job.state)):
+            for name, state, count in session.execute(
+                select(Job.name, Job.state, func.count()).group_by(Job.name, Job.state)
+            ):
                 family.add_metric([name, state], count)
         yield family
 
@@ -55,21 +57,34 @@ class MonitorValueCollector:
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
-            "mlplatform_monitor_value", "Latest value of each monitor series (quality, drift, performance)", labels=self.LABELS
+            "mlplatform_monitor_value",
+            "Latest value of each monitor series (quality, drift, performance)",
+            labels=self.LABELS,
         )
         latest = aliased(MonitorPoint)
         latest_window = (
-            select(func.max(latest.window_start)).where(latest.deployment_id == Deployment.id).correlate(Deployment).scalar_subquery()
+            select(func.max(latest.window_start))
+            .where(latest.deployment_id == Deployment.id)
+            .correlate(Deployment)
+            .scalar_subquery()
         )
         query = (
             select(
-                Project.name, RegisteredModel.name, Deployment.environment, MonitorPoint.metric, MonitorPoint.feature,
-                ModelVersion.version, MonitorPoint.value,
+                Project.name,
+                RegisteredModel.name,
+                Deployment.environment,
+                MonitorPoint.metric,
+                MonitorPoint.feature,
+                ModelVersion.version,
+                MonitorPoint.value,
             )
             .select_from(Deployment)
             .join(Project, Project.id == Deployment.project_id)
             .join(RegisteredModel, RegisteredModel.id == Deployment.model_id)
-            .join(MonitorPoint, (MonitorPoint.deployment_id == Deployment.id) & (MonitorPoint.window_start == latest_window))
+            .join(
+                MonitorPoint,
+                (MonitorPoint.deployment_id == Deployment.id) & (MonitorPoint.window_start == latest_window),
+            )
             .outerjoin(ModelVersion, ModelVersion.id == MonitorPoint.version_id)
             .where(Deployment.status != "retired", MonitorPoint.value.is_not(None))
         )
@@ -90,7 +105,10 @@ class Metrics:
             "mlplatform_http_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry
         )
         self.latency = Histogram(
-            "mlplatform_http_request_duration_seconds", "HTTP request latency", ["method", "route"], registry=self.registry,
+            "mlplatform_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.jobs = JobStateCollector(platform)

@@ -68,7 +68,9 @@ def check_request() -> None:
     view = current_app.view_functions[request.endpoint]
     permission = permission_for(view, request.method)
     if permission is None:
-        raise PermissionDenied(f"route {request.url_rule} declares no permission for {request.method}; denied by default")
+        raise PermissionDenied(
+            f"route {request.url_rule} declares no permission for {request.method}; denied by default"
+        )
     if request.blueprint == PORTAL:
         portal_session.check_csrf()
     if permission.scope == "public":
@@ -79,7 +81,9 @@ def check_request() -> None:
     g.identity = identity
     platform = current_app.extensions["mlplatform"]
     cache = access_cache(platform)
-    g.project = access.authorize(None, identity, permission, (request.view_args or {}).get("project"), lookup=cache.project_and_role)
+    g.project = access.authorize(
+        None, identity, permission, (request.view_args or {}).get("project"), lookup=cache.project_and_role
+    )
 
 
 def install(app: Flask) -> None:

@@ -67,7 +67,9 @@ def main() -> None:
         port = free_port()
         server = subprocess.Popen(
             [bin_dir / "mlplatform", "serve", "--port", str(port), "--workers", str(args.workers)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             wait_ready(port, time.time() + 60)
@@ -77,7 +79,9 @@ def main() -> None:
             for path in args.path or ["/api/v1/health", "/api/v1/whoami"]:
                 timings = time_path(port, path, headers, args.requests)
                 q = statistics.quantiles(timings, n=100)
-                print(f"  GET {path:<20} p50 {q[49]:.3f} ms   p90 {q[89]:.3f} ms   p99 {q[98]:.3f} ms   max {timings[-1]:.3f} ms")
+                print(
+                    f"  GET {path:<20} p50 {q[49]:.3f} ms   p90 {q[89]:.3f} ms   p99 {q[98]:.3f} ms   max {timings[-1]:.3f} ms"
+                )
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)

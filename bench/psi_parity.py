@@ -63,7 +63,10 @@ def datasets() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     d["int_poisson_10"] = (rng.poisson(10, size=4000), rng.poisson(11, size=4000))
     d["int_100_values"] = (rng.integers(0, 100, size=4000), rng.integers(10, 110, size=4000))
     d["int_ref_few_cur_many"] = (rng.integers(0, 8, size=2000), rng.integers(0, 40, size=2000))
-    d["float_ref_10_values"] = (rng.choice(np.linspace(0, 1, 10), size=2000), rng.choice(np.linspace(0, 1, 10), size=2000) + 0.05)
+    d["float_ref_10_values"] = (
+        rng.choice(np.linspace(0, 1, 10), size=2000),
+        rng.choice(np.linspace(0, 1, 10), size=2000) + 0.05,
+    )
     d["unequal_1e5_vs_300"] = (rng.normal(size=100_000), rng.normal(0.2, 1.0, size=300))
     d["unequal_200_vs_2e4"] = (rng.normal(size=200), rng.normal(size=20_000))
     d["unequal_int_7_values"] = (rng.integers(0, 7, size=50_000), rng.integers(0, 7, size=150))
@@ -92,7 +95,9 @@ def main() -> int:
     data = datasets()
     theirs = evidently_scores(data)
     width = max(map(len, data))
-    print(f"{'dataset':<{width}}  {'n_ref':>9} {'n_cur':>9} {'bins':>5}  {'evidently':>22} {'ours':>22} {'abs diff':>10}")
+    print(
+        f"{'dataset':<{width}}  {'n_ref':>9} {'n_cur':>9} {'bins':>5}  {'evidently':>22} {'ours':>22} {'abs diff':>10}"
+    )
     worst = 0.0
     for name, (ref, cur) in data.items():
         result = PSI({"binning": "evidently"}).compute(ref, cur)

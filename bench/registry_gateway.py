@@ -79,8 +79,12 @@ def log_factory(started: float) -> Any:
 
 
 def stats(timings_ms: list[float]) -> dict[str, float]:
-    return {"p50": common.percentile(timings_ms, 50), "p90": common.percentile(timings_ms, 90),
-            "p99": common.percentile(timings_ms, 99), "n": len(timings_ms)}
+    return {
+        "p50": common.percentile(timings_ms, 50),
+        "p90": common.percentile(timings_ms, 90),
+        "p99": common.percentile(timings_ms, 99),
+        "n": len(timings_ms),
+    }
 
 
 def check(r: requests.Response, what: str, ok: tuple[int, ...] = (200, 201, 202)) -> requests.Response:
@@ -106,8 +110,13 @@ def train_model(folder: Path) -> Path:
     folder.mkdir(parents=True)
     joblib.dump(model, folder / "model.joblib")
     descriptor = {
-        "flavor": "sklearn", "model_file": "model.joblib", "predict_method": "predict",
-        "signature": {"inputs": [{"name": f, "type": "double"} for f in FEATURES], "outputs": [{"name": "label", "type": "long"}]},
+        "flavor": "sklearn",
+        "model_file": "model.joblib",
+        "predict_method": "predict",
+        "signature": {
+            "inputs": [{"name": f, "type": "double"} for f in FEATURES],
+            "outputs": [{"name": "label", "type": "long"}],
+        },
     }
     (folder / "mlplatform-model.json").write_text(json.dumps(descriptor))
     return folder
@@ -116,8 +125,12 @@ def train_model(folder: Path) -> Path:
 def save_mlflow_model(args: argparse.Namespace, ours: Path, dest: Path) -> None:
     python = Path(args.mlflow).parent / "python"
     script = MLFLOW_SAVE.replace("{row}", json.dumps(ROW))
-    subprocess.run([python, "-c", script, ours / "model.joblib", dest], check=True, capture_output=True,
-                   env={**os.environ, "MLFLOW_ENABLE_TELEMETRY": "false", "DO_NOT_TRACK": "true"})
+    subprocess.run(
+        [python, "-c", script, ours / "model.joblib", dest],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "MLFLOW_ENABLE_TELEMETRY": "false", "DO_NOT_TRACK": "true"},
+    )
 
 
 def in_process_latency(model_dir: Path, n: int) -> dict[str, Any]:
@@ -198,14 +211,22 @@ class Stack:
         data = self.tmp / "mlp-data"
         data.mkdir(exist_ok=True)
         url = db_url or self.url("mlp")
-        env = {**os.environ, "MLPLATFORM_DATA_DIR": str(data), "MLPLATFORM_DATABASE_URL": url,
-               "MLPLATFORM_CONFIG": str(self.write_config(capture))}
+        env = {
+            **os.environ,
+            "MLPLATFORM_DATA_DIR": str(data),
+            "MLPLATFORM_DATABASE_URL": url,
+            "MLPLATFORM_CONFIG": str(self.write_config(capture)),
+        }
         bin_dir = ROOT / ".venv" / "bin"
         subprocess.run([bin_dir / "mlplatform", "db", "upgrade"], env=env, check=True, capture_output=True)
         port = common.free_port()
         label = "mlplatform" if capture else "mlplatform-nocapture"
-        server = common.Server(label, [bin_dir / "mlplatform", "serve", "--port", str(port), "--workers", str(self.args.workers)],
-                               env, self.tmp / f"{label}.log")
+        server = common.Server(
+            label,
+            [bin_dir / "mlplatform", "serve", "--port", str(port), "--workers", str(self.args.workers)],
+            env,
+            self.tmp / f"{label}.log",
+        )
         self.procs.append(server)
         common.wait_http(port, "/api/v1/health", time.time() + 120, server.proc)
         token_file = data / "admin-token"
@@ -213,8 +234,14 @@ class Stack:
         while not token_file.exists() and time.time() < deadline:
             time.sleep(0.1)
         token = token_file.read_text().strip()
-        return {"name": label, "base": f"http://127.0.0.1:{port}", "port": port, "server": server, "url": url,
-                "headers": {**JSON, "Authorization": f"Bearer {token}"}}
+        return {
+            "name": label,
+            "base": f"http://127.0.0.1:{port}",
+            "port": port,
+            "server": server,
+            "url": url,
+            "headers": {**JSON, "Authorization": f"Bearer {token}"},
+        }
 
     # --- MLflow tracking server
 
@@ -225,11 +252,25 @@ class Stack:
         artifacts.mkdir()
         url = url or self.url("mlflow")
         port = common.free_port()
-        argv = [self.args.mlflow, "server", "--backend-store-uri", url, "--default-artifact-root", str(artifacts),
-                "--host", "127.0.0.1", "--port", str(port), "--workers", str(self.args.workers)]
+        argv = [
+            self.args.mlflow,
+            "server",
+            "--backend-store-uri",
+            url,
+            "--default-artifact-root",
+            str(artifacts),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(self.args.workers),
+        ]
         if mode == "gunicorn":
             argv += ["--gunicorn-opts", "--timeout 120"]
-        server = common.Server(label, argv, mlflow_env(self.tmp, label, mode == "uvicorn", self.args.mlflow), self.tmp / f"{label}.log")
+        server = common.Server(
+            label, argv, mlflow_env(self.tmp, label, mode == "uvicorn", self.args.mlflow), self.tmp / f"{label}.log"
+        )
         self.procs.append(server)
         common.wait_http(port, "/health", time.time() + 240, server.proc)
         if mode.startswith("uvicorn") and not wait_log(server, "Application startup complete", self.args.workers, 120):
@@ -237,23 +278,50 @@ class Stack:
         if mode == "gunicorn" and not wait_log(server, "Booting worker", self.args.workers, 120):
             raise RuntimeError(f"{label}: not all workers started")
         time.sleep(1)
-        return {"name": label, "base": f"http://127.0.0.1:{port}", "port": port, "server": server, "url": url,
-                "headers": dict(JSON)}
+        return {
+            "name": label,
+            "base": f"http://127.0.0.1:{port}",
+            "port": port,
+            "server": server,
+            "url": url,
+            "headers": dict(JSON),
+        }
 
     # --- MLflow model server
 
     def start_mlflow_serve(self, model_dir: Path, nodelay_fix: bool) -> dict[str, Any]:
         label = "mlflow-serve" if nodelay_fix else "mlflow-serve-stock"
         port = common.free_port()
-        argv = [self.args.mlflow, "models", "serve", "-m", str(model_dir), "--env-manager", "local",
-                "-w", str(self.args.workers), "-p", str(port), "-h", "127.0.0.1"]
-        server = common.Server(label, argv, mlflow_env(self.tmp, label, nodelay_fix, self.args.mlflow), self.tmp / f"{label}.log")
+        argv = [
+            self.args.mlflow,
+            "models",
+            "serve",
+            "-m",
+            str(model_dir),
+            "--env-manager",
+            "local",
+            "-w",
+            str(self.args.workers),
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+        ]
+        server = common.Server(
+            label, argv, mlflow_env(self.tmp, label, nodelay_fix, self.args.mlflow), self.tmp / f"{label}.log"
+        )
         self.procs.append(server)
         common.wait_http(port, "/ping", time.time() + 240, server.proc)
         if not wait_log(server, "Application startup complete", self.args.workers, 120):
             self.log(f"warning: {label}: fewer than {self.args.workers} 'Application startup complete' lines")
         time.sleep(1)
-        return {"name": label, "base": f"http://127.0.0.1:{port}", "port": port, "server": server, "headers": dict(JSON)}
+        return {
+            "name": label,
+            "base": f"http://127.0.0.1:{port}",
+            "port": port,
+            "server": server,
+            "headers": dict(JSON),
+        }
 
     def stop_one(self, side: dict[str, Any]) -> None:
         side["server"].stop()
@@ -287,12 +355,20 @@ def ours_setup(side: dict[str, Any], s: requests.Session, model_dir: Path) -> st
     exp = check(s.post(f"{b}/projects/{PROJECT}/experiments", json={"name": "registry"}), "experiment").json()["id"]
     run = check(s.post(f"{b}/projects/{PROJECT}/experiments/{exp}/runs", json={"name": "train"}), "run").json()["id"]
     for f in sorted(model_dir.iterdir()):
-        check(s.put(f"{b}/projects/{PROJECT}/runs/{run}/artifacts/model/{f.name}", data=f.read_bytes(),
-                    headers={"Content-Type": "application/octet-stream"}), f"upload {f.name}")
+        check(
+            s.put(
+                f"{b}/projects/{PROJECT}/runs/{run}/artifacts/model/{f.name}",
+                data=f.read_bytes(),
+                headers={"Content-Type": "application/octet-stream"},
+            ),
+            f"upload {f.name}",
+        )
     return run
 
 
-def ours_wait_ready(side: dict[str, Any], s: requests.Session, model: str, versions: list[int], timeout: float = 300) -> None:
+def ours_wait_ready(
+    side: dict[str, Any], s: requests.Session, model: str, versions: list[int], timeout: float = 300
+) -> None:
     b = f"{side['base']}/api/v1/projects/{PROJECT}/models/{model}/versions"
     deadline = time.time() + timeout
     pending = list(versions)
@@ -345,21 +421,27 @@ def ours_registry(side: dict[str, Any], run: str, args: argparse.Namespace, log:
         ours_wait_ready(side, s, "reg", created[start:])  # the validation jobs finish before the alias timing
         out.setdefault("jobs_drain_s", []).append(round(time.time() - t, 2))
         out["set_alias"].append(stats(alias(args.writes, created[:50], rep)))
-        log(f"  {side['name']} rep {rep}: create version p50 {out['create_version'][-1]['p50']:.2f} ms, "
-            f"set alias p50 {out['set_alias'][-1]['p50']:.2f} ms (jobs drained {out['jobs_drain_s'][-1]} s later)")
+        log(
+            f"  {side['name']} rep {rep}: create version p50 {out['create_version'][-1]['p50']:.2f} ms, "
+            f"set alias p50 {out['set_alias'][-1]['p50']:.2f} ms (jobs drained {out['jobs_drain_s'][-1]} s later)"
+        )
     return out
 
 
 # --------------------------------------------------------------------------- registry: MLflow
 
 
-def mlflow_registry(side: dict[str, Any], args: argparse.Namespace, log: Any, model: str, writes: int,
-                    reps: int) -> dict[str, Any]:
+def mlflow_registry(
+    side: dict[str, Any], args: argparse.Namespace, log: Any, model: str, writes: int, reps: int
+) -> dict[str, Any]:
     s = session(side)
     b = side["base"] + "/api/2.0/mlflow"
-    exp = check(s.post(f"{b}/experiments/create", json={"name": f"registry-{model}"}), "mlflow experiment").json()["experiment_id"]
-    info = check(s.post(f"{b}/runs/create", json={"experiment_id": exp, "start_time": int(time.time() * 1000)}),
-                 "mlflow run").json()["run"]["info"]
+    exp = check(s.post(f"{b}/experiments/create", json={"name": f"registry-{model}"}), "mlflow experiment").json()[
+        "experiment_id"
+    ]
+    info = check(
+        s.post(f"{b}/runs/create", json={"experiment_id": exp, "start_time": int(time.time() * 1000)}), "mlflow run"
+    ).json()["run"]["info"]
     run, source = info["run_id"], info["artifact_uri"].rstrip("/") + "/model"
     check(s.post(f"{b}/registered-models/create", json={"name": model}), "mlflow registered model")
     body = json.dumps({"name": model, "source": source, "run_id": run}).encode()
@@ -376,8 +458,10 @@ def mlflow_registry(side: dict[str, Any], args: argparse.Namespace, log: Any, mo
         return timings
 
     def alias(n: int, pool: list[int], offset: int) -> list[float]:
-        bodies = [json.dumps({"name": model, "alias": "champion", "version": str(pool[(offset + i) % len(pool)])}).encode()
-                  for i in range(n)]
+        bodies = [
+            json.dumps({"name": model, "alias": "champion", "version": str(pool[(offset + i) % len(pool)])}).encode()
+            for i in range(n)
+        ]
         timings = []
         for data in bodies:
             t = time.perf_counter()
@@ -391,8 +475,10 @@ def mlflow_registry(side: dict[str, Any], args: argparse.Namespace, log: Any, mo
     for rep in range(reps):
         out["create_version"].append(stats(create(writes)))
         out["set_alias"].append(stats(alias(writes, created[:50], rep)))
-        log(f"  {side['name']} rep {rep}: create version p50 {out['create_version'][-1]['p50']:.2f} ms, "
-            f"set alias p50 {out['set_alias'][-1]['p50']:.2f} ms")
+        log(
+            f"  {side['name']} rep {rep}: create version p50 {out['create_version'][-1]['p50']:.2f} ms, "
+            f"set alias p50 {out['set_alias'][-1]['p50']:.2f} ms"
+        )
     return out
 
 
@@ -404,8 +490,13 @@ def ours_deploy(side: dict[str, Any], run: str, log: Any) -> tuple[str, bytes]:
     s = session(side)
     b = f"{side['base']}/api/v1/projects/{PROJECT}/models"
     check(s.post(b, json={"name": "served"}), "create model")
-    v = check(s.post(f"{b}/served/versions", json={"run_id": run, "artifact_path": "model", "flavor": "sklearn",
-                                                   "input_example": [ROW]}), "create version").json()["version"]
+    v = check(
+        s.post(
+            f"{b}/served/versions",
+            json={"run_id": run, "artifact_path": "model", "flavor": "sklearn", "input_example": [ROW]},
+        ),
+        "create version",
+    ).json()["version"]
     ours_wait_ready(side, s, "served", [v])
     check(s.put(f"{b}/served/aliases/champion", json={"version": v}), "alias")
     check(s.put(f"{b}/served/deployments/staging", json={"version": v}), "deploy", ok=(202,))
@@ -456,7 +547,9 @@ def throughput(url: str, headers: dict[str, str], body: bytes, clients: int, sec
     ctx = mp.get_context("fork")
     barrier = ctx.Barrier(clients + 1)
     out = ctx.Queue()
-    procs = [ctx.Process(target=_client_throughput, args=(url, headers, body, seconds, barrier, out)) for _ in range(clients)]
+    procs = [
+        ctx.Process(target=_client_throughput, args=(url, headers, body, seconds, barrier, out)) for _ in range(clients)
+    ]
     for p in procs:
         p.start()
     barrier.wait()
@@ -472,8 +565,16 @@ def throughput(url: str, headers: dict[str, str], body: bytes, clients: int, sec
     return {"requests": n, "seconds": elapsed, "rps": n / elapsed}
 
 
-def gateway_side(name: str, url: str, headers: dict[str, str], body: bytes, key: str, args: argparse.Namespace,
-                 log: Any, do_throughput: bool = True) -> dict[str, Any]:
+def gateway_side(
+    name: str,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    key: str,
+    args: argparse.Namespace,
+    log: Any,
+    do_throughput: bool = True,
+) -> dict[str, Any]:
     res: dict[str, Any] = {"latency": [], "throughput": []}
     if do_throughput:  # warms every worker (lazy model loads, imports)
         throughput(url, headers, body, args.clients, 2.0)
@@ -490,7 +591,9 @@ def gateway_side(name: str, url: str, headers: dict[str, str], body: bytes, key:
 # --------------------------------------------------------------------------- per backend
 
 
-def bench_backend(backend: str, args: argparse.Namespace, model_dir: Path, mlflow_model: Path, log: Any) -> dict[str, Any]:
+def bench_backend(
+    backend: str, args: argparse.Namespace, model_dir: Path, mlflow_model: Path, log: Any
+) -> dict[str, Any]:
     stack = Stack(backend, args, log)
     res: dict[str, Any] = {"backend": backend, "registry": {}, "gateway": {}}
     try:
@@ -504,18 +607,32 @@ def bench_backend(backend: str, args: argparse.Namespace, model_dir: Path, mlflo
                 log(f"[{backend}] {side['name']} up on :{side['port']}")
                 stock = mode == "uvicorn-stock"  # ~44 ms a request: fewer of them, one repetition
                 res["registry"][side["name"]] = mlflow_registry(
-                    side, args, log, f"reg-{mode}", args.writes // 4 if stock else args.writes, 1 if stock else args.reps)
+                    side,
+                    args,
+                    log,
+                    f"reg-{mode}",
+                    args.writes // 4 if stock else args.writes,
+                    1 if stock else args.reps,
+                )
                 stack.stop_one(side)
 
         if backend in args.gateway_backends:
             url, body = ours_deploy(ours, run, log)
-            res["gateway"]["mlplatform"] = gateway_side("mlplatform", url, ours["headers"], body, "predictions", args, log)
+            res["gateway"]["mlplatform"] = gateway_side(
+                "mlplatform", url, ours["headers"], body, "predictions", args, log
+            )
             stack.stop_one(ours)
             if args.capture_off:
                 off = stack.start_ours(capture=False, db_url=ours["url"])
                 res["gateway"]["mlplatform-nocapture"] = gateway_side(
-                    "mlplatform capture off", url.replace(ours["base"], off["base"]), off["headers"], body, "predictions",
-                    args, log)
+                    "mlplatform capture off",
+                    url.replace(ours["base"], off["base"]),
+                    off["headers"],
+                    body,
+                    "predictions",
+                    args,
+                    log,
+                )
                 stack.stop_one(off)
             # MLflow's model server has no database: measured with the first gateway backend only
             for fix in ((True, False) if args.mlflow_stock else (True,)) if backend == args.gateway_backends[0] else ():
@@ -524,13 +641,27 @@ def bench_backend(backend: str, args: argparse.Namespace, model_dir: Path, mlflo
                 body_mlflow = json.dumps({"dataframe_records": [ROW]}).encode()
                 if fix:
                     res["gateway"][side["name"]] = gateway_side(
-                        side["name"], side["base"] + "/invocations", side["headers"], body_mlflow, "predictions", args, log)
+                        side["name"],
+                        side["base"] + "/invocations",
+                        side["headers"],
+                        body_mlflow,
+                        "predictions",
+                        args,
+                        log,
+                    )
                 else:  # as shipped: ~44 ms a keep-alive request; latency only, 300 requests, once
                     saved = (args.reps, args.predict_requests)
                     args.reps, args.predict_requests = 1, min(300, args.predict_requests)
                     res["gateway"][side["name"]] = gateway_side(
-                        side["name"], side["base"] + "/invocations", side["headers"], body_mlflow, "predictions", args, log,
-                        do_throughput=False)
+                        side["name"],
+                        side["base"] + "/invocations",
+                        side["headers"],
+                        body_mlflow,
+                        "predictions",
+                        args,
+                        log,
+                        do_throughput=False,
+                    )
                     args.reps, args.predict_requests = saved
                 stack.stop_one(side)
     except BaseException:
@@ -558,10 +689,13 @@ def table(results: list[dict[str, Any]], direct: dict[str, Any], args: argparse.
                 p50, p90 = med(r[op], "p50"), med(r[op], "p90")
                 target, met = ("ours <= 3 ms", "yes" if p50 <= 3 else "NO") if name == "mlplatform" else ("-", "-")
                 lines.append(f"| {res['backend']} | {label} | {name} | {p50:.2f} | {p90:.2f} | {target} | {met} |")
-    lines += ["", "| backend | figure | server | p50 ms | p90 ms | overhead p50 ms | 4-client req/s | target | met |",
-              "|---|---|---|---:|---:|---:|---:|---|---|",
-              f"| - | in-process `predictor.predict(pd.DataFrame([row]))` | this process | {direct['p50']:.3f} | "
-              f"{direct['p90']:.3f} | - | - | - | - |"]
+    lines += [
+        "",
+        "| backend | figure | server | p50 ms | p90 ms | overhead p50 ms | 4-client req/s | target | met |",
+        "|---|---|---|---:|---:|---:|---:|---|---|",
+        f"| - | in-process `predictor.predict(pd.DataFrame([row]))` | this process | {direct['p50']:.3f} | "
+        f"{direct['p90']:.3f} | - | - | - | - |",
+    ]
     for res in results:
         for name, g in res["gateway"].items():
             p50, p90 = med(g["latency"], "p50"), med(g["latency"], "p90")
@@ -570,8 +704,10 @@ def table(results: list[dict[str, Any]], direct: dict[str, Any], args: argparse.
             target, met = "-", "-"
             if name == "mlplatform":
                 target, met = "overhead <= 2 ms", "yes" if over <= 2 else "NO"
-            lines.append(f"| {res['backend']} | predict, 1 row | {name} | {p50:.3f} | {p90:.3f} | {over:.3f} | {rps} | "
-                         f"{target} | {met} |")
+            lines.append(
+                f"| {res['backend']} | predict, 1 row | {name} | {p50:.3f} | {p90:.3f} | {over:.3f} | {rps} | "
+                f"{target} | {met} |"
+            )
     return "\n".join(lines)
 
 
@@ -581,12 +717,17 @@ def versions(args: argparse.Namespace) -> dict[str, str]:
     import sklearn
 
     out["scikit-learn"] = sklearn.__version__
-    out["mlplatform"] = subprocess.run([ROOT / ".venv/bin/python", "-c", "import mlplatform; print(mlplatform.__version__)"],
-                                       capture_output=True, text=True).stdout.strip()
-    out["git_commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                                       capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
+    out["mlplatform"] = subprocess.run(
+        [ROOT / ".venv/bin/python", "-c", "import mlplatform; print(mlplatform.__version__)"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    out["git_commit"] = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+    ).stdout.strip()
     out["tree"] = f"{len(dirty.splitlines())} modified tracked files" if dirty else "clean"
     import sqlite3
 
@@ -607,11 +748,20 @@ def main() -> None:
     p.add_argument("--predict-requests", type=int, help="timed sequential predictions per repetition (default 2000)")
     p.add_argument("--clients", type=int, default=4, help="throughput client processes")
     p.add_argument("--seconds", type=float, help="throughput duration per repetition (default 10)")
-    p.add_argument("--mlflow-modes", default="uvicorn,gunicorn,uvicorn-stock",
-                   help="MLflow tracking server variants for the registry: uvicorn (TCP_NODELAY fix), gunicorn, uvicorn-stock")
-    p.add_argument("--no-mlflow-stock", dest="mlflow_stock", action="store_false",
-                   help="skip `mlflow models serve` as shipped (without the TCP_NODELAY fix)")
-    p.add_argument("--no-capture-off", dest="capture_off", action="store_false", help="skip our latency with capture off")
+    p.add_argument(
+        "--mlflow-modes",
+        default="uvicorn,gunicorn,uvicorn-stock",
+        help="MLflow tracking server variants for the registry: uvicorn (TCP_NODELAY fix), gunicorn, uvicorn-stock",
+    )
+    p.add_argument(
+        "--no-mlflow-stock",
+        dest="mlflow_stock",
+        action="store_false",
+        help="skip `mlflow models serve` as shipped (without the TCP_NODELAY fix)",
+    )
+    p.add_argument(
+        "--no-capture-off", dest="capture_off", action="store_false", help="skip our latency with capture off"
+    )
     p.add_argument("--skip-registry", action="store_true")
     p.add_argument("--mlflow", default=str(HERE / ".venv-mlflow/bin/mlflow"), help="the mlflow executable")
     p.add_argument("--out", type=Path, default=HERE / "results", help="directory for the JSON results")
@@ -635,9 +785,14 @@ def main() -> None:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": common.machine_info(),
         "versions": versions(args),
-        "settings": {k: getattr(args, k) for k in (*full, "workers", "clients", "backends", "gateway_backends", "mlflow_modes")},
-        "bench_config": {"gateway.rate_limit": {"requests_per_second": 1e9, "burst": 1_000_000_000},
-                         "gateway.capture": {"enabled": True, "sample_rate": 1.0}, "environments": ["staging (local)"]},
+        "settings": {
+            k: getattr(args, k) for k in (*full, "workers", "clients", "backends", "gateway_backends", "mlflow_modes")
+        },
+        "bench_config": {
+            "gateway.rate_limit": {"requests_per_second": 1e9, "burst": 1_000_000_000},
+            "gateway.capture": {"enabled": True, "sample_rate": 1.0},
+            "environments": ["staging (local)"],
+        },
     }
     log(f"loadavg at start {meta['machine'].get('loadavg')}  versions {meta['versions']}")
     tmp = Path(tempfile.mkdtemp(prefix="bench-registry-model-"))
@@ -659,15 +814,20 @@ def main() -> None:
     meta["wall_seconds"] = round(time.time() - started, 1)
     text = table(results, direct, args)
     print()
-    print(f"{meta['date']}  {meta['machine'].get('cpus')} CPUs  loadavg start {meta['machine'].get('loadavg')} "
-          f"end {meta['machine']['loadavg_end']}  wall {meta['wall_seconds']}s  (medians of {args.reps} repetition(s))")
+    print(
+        f"{meta['date']}  {meta['machine'].get('cpus')} CPUs  loadavg start {meta['machine'].get('loadavg')} "
+        f"end {meta['machine']['loadavg_end']}  wall {meta['wall_seconds']}s  (medians of {args.reps} repetition(s))"
+    )
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     path = args.out / f"registry-gateway-{stamp}{'-quick' if args.quick else ''}.json"
     settings = {k: v for k, v in meta["settings"].items()}
-    path.write_text(json.dumps({**meta, "settings": settings, "direct": direct, "table": text, "raw": results},
-                               indent=2, default=str))
+    path.write_text(
+        json.dumps(
+            {**meta, "settings": settings, "direct": direct, "table": text, "raw": results}, indent=2, default=str
+        )
+    )
     print(f"\nraw results: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 

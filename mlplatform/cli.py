@@ -47,7 +47,13 @@ def load_platform(ctx: click.Context) -> Any:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", envvar="MLPLATFORM_CONFIG", type=click.Path(dir_okay=False), help="YAML config (default: the embedded config).")
+@click.option(
+    "--config",
+    "config_path",
+    envvar="MLPLATFORM_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="YAML config (default: the embedded config).",
+)
 @click.version_option(package_name="mlplatform")
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None) -> None:
@@ -62,7 +68,9 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 @main.command()
 @click.option("--host", default=None, help="Bind address (default: server.host).")
 @click.option("--port", type=int, default=None, help="Port (default: server.port).")
-@click.option("--workers", type=int, default=None, help="gunicorn worker processes (default: server.workers or 2 x CPUs + 1).")
+@click.option(
+    "--workers", type=int, default=None, help="gunicorn worker processes (default: server.workers or 2 x CPUs + 1)."
+)
 @click.option("--threads", type=int, default=4, show_default=True, help="Threads per worker.")
 @click.option("--dev", is_flag=True, help="Run Flask's development server (one process, reloads nothing).")
 @click.pass_context
@@ -78,7 +86,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     host, port = host or server["host"], port or server["port"]
     path, token = bootstrap_admin(platform)
     if token:
-        click.echo(f"Created admin user {server['bootstrap_admin']!r}. Its API token (shown once, also in {path}, mode 0600):")
+        click.echo(
+            f"Created admin user {server['bootstrap_admin']!r}. Its API token (shown once, also in {path}, mode 0600):"
+        )
         click.echo(f"  {token}")
     else:
         click.echo(f"Admin token: see {path} (written on first start)")
@@ -90,7 +100,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
         return
     platform.close()
     ctx.obj.pop("platform", None)
-    _run_gunicorn(ctx.obj.get("config"), host, port, workers or server["workers"] or multiprocessing.cpu_count() * 2 + 1, threads)
+    _run_gunicorn(
+        ctx.obj.get("config"), host, port, workers or server["workers"] or multiprocessing.cpu_count() * 2 + 1, threads
+    )
 
 
 def _run_gunicorn(config_path: str | None, host: str, port: int, workers: int, threads: int) -> None:
@@ -105,8 +117,14 @@ def _run_gunicorn(config_path: str | None, host: str, port: int, workers: int, t
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             for key, value in {
-                "bind": f"{host}:{port}", "workers": workers, "threads": threads, "worker_class": "gthread",
-                "keepalive": 75, "accesslog": None, "timeout": 120, "graceful_timeout": 20,
+                "bind": f"{host}:{port}",
+                "workers": workers,
+                "threads": threads,
+                "worker_class": "gthread",
+                "keepalive": 75,
+                "accesslog": None,
+                "timeout": 120,
+                "graceful_timeout": 20,
                 "child_exit": _prometheus_child_exit,
             }.items():
                 self.cfg.set(key, value)
@@ -308,7 +326,9 @@ def audit_verify(ctx: click.Context) -> None:
     if result.ok:
         click.echo(f"audit chain intact: {result.checked} events")
         return
-    click.echo(f"audit chain BROKEN at event {result.first_broken_id}: {result.reason} ({result.checked} events before it verify)")
+    click.echo(
+        f"audit chain BROKEN at event {result.first_broken_id}: {result.reason} ({result.checked} events before it verify)"
+    )
     sys.exit(1)
 
 
@@ -340,7 +360,9 @@ def client_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-project_option = click.option("--project", "-p", envvar="MLPLATFORM_PROJECT", required=True, help="Project name (or MLPLATFORM_PROJECT).")
+project_option = click.option(
+    "--project", "-p", envvar="MLPLATFORM_PROJECT", required=True, help="Project name (or MLPLATFORM_PROJECT)."
+)
 
 
 @main.group()
@@ -382,9 +404,18 @@ def runs() -> None:
 @click.option("--max-results", type=int, default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @client_errors
-def runs_search(project: str, filter_: str, order_by: tuple[str, ...], experiment_id: tuple[int, ...], max_results: int, as_json: bool) -> None:
+def runs_search(
+    project: str,
+    filter_: str,
+    order_by: tuple[str, ...],
+    experiment_id: tuple[int, ...],
+    max_results: int,
+    as_json: bool,
+) -> None:
     """Search runs with the filter grammar and print them."""
-    found = sdk(project).search_runs(filter_, order_by=list(order_by), experiment_ids=list(experiment_id), max_results=max_results)
+    found = sdk(project).search_runs(
+        filter_, order_by=list(order_by), experiment_ids=list(experiment_id), max_results=max_results
+    )
     if as_json:
         click.echo(json.dumps([_run_dict(r) for r in found], indent=2, default=str))
         return
@@ -445,7 +476,6 @@ def artifacts_download(project: str, run_id: str, path: str, destination: str) -
     click.echo(f"saved {out}")
 
 
-
 @main.group()
 def models() -> None:
     """The model registry: models, versions, aliases (needs MLPLATFORM_URL and MLPLATFORM_TOKEN)."""
@@ -486,7 +516,9 @@ def models_versions(project: str, name: str, status: str | None) -> None:
     """List a model's versions: number, status, flavor, aliases, run."""
     for version in sdk(project).list_model_versions(name, status=status):
         state = version.status + (" (archived)" if version.archived else "")
-        click.echo(f"v{version.version}\t{state}\t{version.flavor or '-'}\t{','.join(version.aliases) or '-'}\t{version.run_id or '-'}")
+        click.echo(
+            f"v{version.version}\t{state}\t{version.flavor or '-'}\t{','.join(version.aliases) or '-'}\t{version.run_id or '-'}"
+        )
 
 
 @models.command("set-alias")
@@ -505,7 +537,9 @@ def models_set_alias(project: str, name: str, alias: str, version: str) -> None:
 
 
 def _deployment_line(deployment: Any) -> str:
-    traffic = ",".join(f"v{t.version}:{t.weight}%" + ("" if t.status == "healthy" else f"({t.status})") for t in deployment.traffic)
+    traffic = ",".join(
+        f"v{t.version}:{t.weight}%" + ("" if t.status == "healthy" else f"({t.status})") for t in deployment.traffic
+    )
     message = f"\t{deployment.status_message}" if deployment.status_message else ""
     return f"{deployment.model}\t{deployment.environment}\t{deployment.status}\t{traffic or '-'}{message}"
 
@@ -515,11 +549,15 @@ def _deployment_line(deployment: Any) -> str:
 @click.argument("model")
 @click.argument("env")
 @click.argument("version")
-@click.option("--weight", type=click.IntRange(1, 100), default=None, help="Traffic share once healthy (default 100: replace).")
+@click.option(
+    "--weight", type=click.IntRange(1, 100), default=None, help="Traffic share once healthy (default 100: replace)."
+)
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until healthy or failed.")
 @click.option("--timeout", type=float, default=600, show_default=True)
 @client_errors
-def deploy_command(project: str, model: str, env: str, version: str, weight: int | None, wait: bool, timeout: float) -> None:
+def deploy_command(
+    project: str, model: str, env: str, version: str, weight: int | None, wait: bool, timeout: float
+) -> None:
     """Deploy VERSION (a number, v<N>, latest or an alias) of MODEL to environment ENV."""
     from mlplatform.client import DeploymentFailed
 
@@ -579,8 +617,16 @@ def deployments_list(project: str) -> None:
 @click.pass_context
 @friendly_errors
 def model_server_command(
-    ctx: click.Context, version_id: int | None, project: str | None, model: str | None, version: str | None,
-    host: str, port: int, workers: int, threads: int, dev: bool,
+    ctx: click.Context,
+    version_id: int | None,
+    project: str | None,
+    model: str | None,
+    version: str | None,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    dev: bool,
 ) -> None:
     """Serve one model version over HTTP (/health, /ready, /predict), from MLPLATFORM_CONFIG."""
     from mlplatform.model_server import create_model_server, resolve_spec
@@ -600,8 +646,16 @@ def model_server_command(
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            for key, value in {"bind": f"{host}:{port}", "workers": workers, "threads": threads, "worker_class": "gthread",
-                               "keepalive": 75, "accesslog": None, "timeout": 120, "graceful_timeout": 20}.items():
+            for key, value in {
+                "bind": f"{host}:{port}",
+                "workers": workers,
+                "threads": threads,
+                "worker_class": "gthread",
+                "keepalive": 75,
+                "accesslog": None,
+                "timeout": 120,
+                "graceful_timeout": 20,
+            }.items():
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
@@ -621,7 +675,9 @@ def monitor() -> None:
 
 
 @monitor.command("close-windows")
-@click.option("--wait/--no-wait", default=False, help="With the inline job backend, wait for the windows to be computed.")
+@click.option(
+    "--wait/--no-wait", default=False, help="With the inline job backend, wait for the windows to be computed."
+)
 @click.pass_context
 @friendly_errors
 def monitor_close_windows(ctx: click.Context, wait: bool) -> None:
@@ -659,7 +715,6 @@ def monitor_compact(ctx: click.Context, deployment_ids: tuple[int, ...]) -> None
     click.echo(f"{compacted} hour(s) compacted")
 
 
-
 # --- promotions (needs MLPLATFORM_URL and MLPLATFORM_TOKEN) -------------------------------
 
 
@@ -673,15 +728,24 @@ def _promotion_line(promotion: Any) -> str:
 @click.argument("model")
 @click.argument("version")
 @click.option("--to", "to", default="production", show_default=True, help="The target environment.")
-@click.option("--strategy", type=click.Choice(["direct", "canary", "blue_green"]), default=None, help="Default: the server's.")
+@click.option(
+    "--strategy", type=click.Choice(["direct", "canary", "blue_green"]), default=None, help="Default: the server's."
+)
 @click.option("--steps", default=None, help="Canary percentages, e.g. 10,50,100.")
 @click.option("--bake-seconds", type=float, default=None, help="Time per canary step.")
 @click.option("--wait/--no-wait", default=False, show_default=True, help="Wait for a final state.")
 @click.option("--timeout", type=float, default=3600, show_default=True)
 @client_errors
 def promote_command(
-    project: str, model: str, version: str, to: str, strategy: str | None, steps: str | None, bake_seconds: float | None,
-    wait: bool, timeout: float,
+    project: str,
+    model: str,
+    version: str,
+    to: str,
+    strategy: str | None,
+    steps: str | None,
+    bake_seconds: float | None,
+    wait: bool,
+    timeout: float,
 ) -> None:
     """Request the promotion of VERSION of MODEL (policy checks run now; 422 lists every failure)."""
     try:
@@ -689,8 +753,14 @@ def promote_command(
     except ValueError:
         raise click.BadParameter("comma-separated integers, e.g. 10,50,100", param_hint="--steps") from None
     promotion = sdk(project).promote(
-        model, int(version) if version.isdigit() else version, to=to, strategy=strategy, steps=plan,
-        bake_seconds=bake_seconds, wait=wait, timeout=timeout,
+        model,
+        int(version) if version.isdigit() else version,
+        to=to,
+        strategy=strategy,
+        steps=plan,
+        bake_seconds=bake_seconds,
+        wait=wait,
+        timeout=timeout,
     )
     click.echo(_promotion_line(promotion))
     if promotion.state in ("rolled_back", "failed", "rejected", "expired"):
@@ -718,12 +788,16 @@ def promotions_show(project: str, promotion_id: int, as_json: bool) -> None:
     click.echo(_promotion_line(promotion))
     for phase, results in promotion.checks.items():
         for check in results:
-            click.echo(f"  check[{phase}] {'ok  ' if check['passed'] else 'FAIL'} {check['policy']}: {check['message']}")
+            click.echo(
+                f"  check[{phase}] {'ok  ' if check['passed'] else 'FAIL'} {check['policy']}: {check['message']}"
+            )
     for approval in promotion.approvals:
         click.echo(f"  {approval['decision']} by {approval['username']} {approval['comment']}".rstrip())
     for step in promotion.rollout:
         weight = "" if step["weight"] is None else f" {step['weight']}%"
-        click.echo(f"  step {step['index']} {step['kind']}{weight} {step['state']} {step['seconds'] or '-'}s {step['message']}".rstrip())
+        click.echo(
+            f"  step {step['index']} {step['kind']}{weight} {step['state']} {step['seconds'] or '-'}s {step['message']}".rstrip()
+        )
 
 
 @promotions.command("approve")

@@ -75,7 +75,9 @@ class Experiment:
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Experiment:
-        return cls(body["id"], body["name"], body.get("description", ""), dict(body.get("tags", {})), body["lifecycle_stage"])
+        return cls(
+            body["id"], body["name"], body.get("description", ""), dict(body.get("tags", {})), body["lifecycle_stage"]
+        )
 
 
 @dataclass(frozen=True)
@@ -101,11 +103,19 @@ class Run:
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Run:
         metrics = {
-            key: MetricPoint(m["step"], _number(m["value"]), m["timestamp"]) for key, m in body.get("metrics", {}).items()
+            key: MetricPoint(m["step"], _number(m["value"]), m["timestamp"])
+            for key, m in body.get("metrics", {}).items()
         }
         return cls(
-            body["id"], body["experiment_id"], body["name"], body["status"], _time(body.get("start_time")),
-            _time(body.get("end_time")), dict(body.get("params", {})), dict(body.get("tags", {})), metrics,
+            body["id"],
+            body["experiment_id"],
+            body["name"],
+            body["status"],
+            _time(body.get("start_time")),
+            _time(body.get("end_time")),
+            dict(body.get("params", {})),
+            dict(body.get("tags", {})),
+            metrics,
             body.get("parent_run_id"),
         )
 
@@ -130,7 +140,9 @@ class Transport:
         self.retries = retries
         self.backoff = backoff
 
-    def request(self, method: str, path: str, *, idempotency_key: str | None = None, **kwargs: Any) -> requests.Response:
+    def request(
+        self, method: str, path: str, *, idempotency_key: str | None = None, **kwargs: Any
+    ) -> requests.Response:
         headers = dict(kwargs.pop("headers", {}) or {})
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
@@ -138,7 +150,9 @@ class Transport:
         replayable = body is None or isinstance(body, (bytes, str))
         for attempt in range(self.retries + 1):
             try:
-                response = self.session.request(method, self.base + path, headers=headers, timeout=self.timeout, **kwargs)
+                response = self.session.request(
+                    method, self.base + path, headers=headers, timeout=self.timeout, **kwargs
+                )
             except requests.ConnectionError:
                 if attempt == self.retries or not replayable:
                     raise
@@ -186,7 +200,13 @@ def _wire(value: float) -> float | str:
 
 class Client:
     def __init__(
-        self, url: str | None = None, token: str | None = None, *, project: str | None = None, timeout: float = 30, retries: int = 5
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        project: str | None = None,
+        timeout: float = 30,
+        retries: int = 5,
     ) -> None:
         url = url or os.environ.get("MLPLATFORM_URL")
         token = token or os.environ.get("MLPLATFORM_TOKEN")
@@ -221,12 +241,17 @@ class Client:
     def get_project(self, name: str) -> Project:
         return Project.from_json(self.http.json("GET", f"/projects/{name}"))
 
-    def create_experiment(self, name: str, *, description: str = "", tags: Mapping[str, str] | None = None, project: str | None = None) -> Experiment:
+    def create_experiment(
+        self, name: str, *, description: str = "", tags: Mapping[str, str] | None = None, project: str | None = None
+    ) -> Experiment:
         body = {"name": name, "description": description, "tags": dict(tags or {})}
         return Experiment.from_json(self.http.json("POST", f"{self._p(project)}/experiments", json=body))
 
     def list_experiments(self, *, name: str | None = None, project: str | None = None) -> list[Experiment]:
-        return [Experiment.from_json(e) for e in self._pages(f"{self._p(project)}/experiments", {"name": name} if name else {})]
+        return [
+            Experiment.from_json(e)
+            for e in self._pages(f"{self._p(project)}/experiments", {"name": name} if name else {})
+        ]
 
     def get_experiment_by_name(self, name: str, *, project: str | None = None) -> Experiment | None:
         return next((e for e in self.list_experiments(name=name, project=project) if e.name == name), None)
@@ -247,7 +272,9 @@ class Client:
     def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         token = None
         while True:
-            page = self.http.json("GET", path, params={**params, "page_size": 1000, **({"page_token": token} if token else {})})
+            page = self.http.json(
+                "GET", path, params={**params, "page_size": 1000, **({"page_token": token} if token else {})}
+            )
             yield from page["items"]
             token = page.get("next_page_token")
             if not token:
@@ -266,7 +293,9 @@ class Client:
         source: Mapping[str, str] | None = None,
         project: str | None = None,
     ) -> Run:
-        experiment_id = experiment if isinstance(experiment, int) else self.get_or_create_experiment(experiment, project=project).id
+        experiment_id = (
+            experiment if isinstance(experiment, int) else self.get_or_create_experiment(experiment, project=project).id
+        )
         body: dict[str, Any] = {"source": dict(source or {})}
         if name:
             body["name"] = name
@@ -286,7 +315,9 @@ class Client:
     def get_run(self, run_id: str, *, project: str | None = None) -> Run:
         return Run.from_json(self.http.json("GET", f"{self._p(project)}/runs/{run_id}"))
 
-    def update_run(self, run_id: str, *, status: str | None = None, name: str | None = None, project: str | None = None) -> Run:
+    def update_run(
+        self, run_id: str, *, status: str | None = None, name: str | None = None, project: str | None = None
+    ) -> Run:
         body = {k: v for k, v in {"status": status, "name": name}.items() if v is not None}
         return Run.from_json(self.http.json("PATCH", f"{self._p(project)}/runs/{run_id}", json=body))
 
@@ -309,16 +340,23 @@ class Client:
         if tags:
             body["tags"] = dict(tags)
         self.http.request(
-            "POST", f"{self._p(project)}/runs/{run_id}/log", json=body, idempotency_key=idempotency_key or uuid.uuid4().hex
+            "POST",
+            f"{self._p(project)}/runs/{run_id}/log",
+            json=body,
+            idempotency_key=idempotency_key or uuid.uuid4().hex,
         )
 
-    def metric_history(self, run_id: str, key: str, *, max_points: int | None = None, project: str | None = None) -> list[MetricPoint]:
+    def metric_history(
+        self, run_id: str, key: str, *, max_points: int | None = None, project: str | None = None
+    ) -> list[MetricPoint]:
         points: list[MetricPoint] = []
         params: dict[str, Any] = {"max_points": max_points} if max_points else {}
         token = None
         while True:
             page = self.http.json(
-                "GET", f"{self._p(project)}/runs/{run_id}/metrics/{key}", params={**params, **({"page_token": token} if token else {})}
+                "GET",
+                f"{self._p(project)}/runs/{run_id}/metrics/{key}",
+                params={**params, **({"page_token": token} if token else {})},
             )
             points += [MetricPoint(p["step"], _number(p["value"]), p["timestamp"]) for p in page["items"]]
             token = page.get("next_page_token")
@@ -337,8 +375,13 @@ class Client:
         runs: list[Run] = []
         token = None
         while len(runs) < max_results:
-            body = {"filter": filter, "order_by": order_by or [], "experiment_ids": experiment_ids or [],
-                    "page_size": min(1000, max_results - len(runs)), "page_token": token}
+            body = {
+                "filter": filter,
+                "order_by": order_by or [],
+                "experiment_ids": experiment_ids or [],
+                "page_size": min(1000, max_results - len(runs)),
+                "page_token": token,
+            }
             page = self.http.json("POST", f"{self._p(project)}/runs/search", json=body)
             runs += [Run.from_json(r) for r in page["items"]]
             token = page.get("next_page_token")
@@ -349,8 +392,13 @@ class Client:
     # artifacts
 
     def upload_artifact(
-        self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None, *,
-        progress: Callable[[int], None] | None = None, project: str | None = None,
+        self,
+        run_id: str,
+        local_path: str | os.PathLike[str],
+        artifact_path: str | None = None,
+        *,
+        progress: Callable[[int], None] | None = None,
+        project: str | None = None,
     ) -> Artifact:
         """Upload a file (streamed) or every file of a folder; returns the last uploaded."""
         local = Path(local_path)
@@ -358,7 +406,9 @@ class Client:
             uploaded = None
             for file in sorted(p for p in local.rglob("*") if p.is_file()):
                 rel = file.relative_to(local).as_posix()
-                uploaded = self.upload_artifact(run_id, file, f"{artifact_path}/{rel}" if artifact_path else rel, progress=progress, project=project)
+                uploaded = self.upload_artifact(
+                    run_id, file, f"{artifact_path}/{rel}" if artifact_path else rel, progress=progress, project=project
+                )
             if uploaded is None:
                 raise ValueError(f"{local} has no files")
             return uploaded
@@ -367,15 +417,22 @@ class Client:
         with local.open("rb") as stream:
             body = _ProgressReader(stream, size, progress) if progress else stream
             response = self.http.request(
-                "PUT", f"{self._p(project)}/runs/{run_id}/artifacts/{target}", data=body,
+                "PUT",
+                f"{self._p(project)}/runs/{run_id}/artifacts/{target}",
+                data=body,
                 headers={"Content-Type": "application/octet-stream"},
             )
         item = response.json()
         return Artifact(item["path"], item["size"])
 
     def download_artifact(
-        self, run_id: str, path: str, destination: str | os.PathLike[str], *,
-        progress: Callable[[int], None] | None = None, project: str | None = None,
+        self,
+        run_id: str,
+        path: str,
+        destination: str | os.PathLike[str],
+        *,
+        progress: Callable[[int], None] | None = None,
+        project: str | None = None,
     ) -> Path:
         dest = Path(destination)
         if dest.is_dir():
@@ -392,24 +449,35 @@ class Client:
         body = self.http.json("GET", f"{self._p(project)}/runs/{run_id}/artifacts", params={"prefix": prefix})
         return [Artifact(i["path"], i["size"]) for i in body["items"]]
 
-
     # model registry
 
-    def create_model(self, name: str, *, description: str = "", tags: Mapping[str, str] | None = None, project: str | None = None) -> RegisteredModel:
+    def create_model(
+        self, name: str, *, description: str = "", tags: Mapping[str, str] | None = None, project: str | None = None
+    ) -> RegisteredModel:
         body = {"name": name, "description": description, "tags": dict(tags or {})}
         return RegisteredModel.from_json(self.http.json("POST", f"{self._p(project)}/models", json=body))
 
     def get_model(self, name: str, *, project: str | None = None) -> RegisteredModel:
         return RegisteredModel.from_json(self.http.json("GET", f"{self._p(project)}/models/{name}"))
 
-    def list_models(self, *, name: str | None = None, tags: list[str] | None = None, project: str | None = None) -> list[RegisteredModel]:
+    def list_models(
+        self, *, name: str | None = None, tags: list[str] | None = None, project: str | None = None
+    ) -> list[RegisteredModel]:
         """Models whose name contains ``name``; each ``tags`` item is ``key`` or ``key=value``."""
         params: dict[str, Any] = {k: v for k, v in (("name", name), ("tag", tags)) if v}
         return [RegisteredModel.from_json(m) for m in self._pages(f"{self._p(project)}/models", params)]
 
     def register_model(
-        self, run_id: str, artifact_path: str = "model", *, name: str, input_example: Any = None, flavor: str | None = None,
-        signature: Mapping[str, Any] | None = None, description: str = "", tags: Mapping[str, str] | None = None,
+        self,
+        run_id: str,
+        artifact_path: str = "model",
+        *,
+        name: str,
+        input_example: Any = None,
+        flavor: str | None = None,
+        signature: Mapping[str, Any] | None = None,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
         project: str | None = None,
     ) -> ModelVersion:
         """Register the run's ``artifact_path`` folder as the next version of ``name`` (created if missing).
@@ -419,28 +487,54 @@ class Client:
         ``input_example`` (a DataFrame or a list of records) gives the signature when
         ``signature`` is not given, and the validation job predicts on it.
         """
-        body = {"run_id": run_id, "artifact_path": artifact_path, "flavor": flavor, "signature": signature,
-                "input_example": _records(input_example), "description": description, "tags": dict(tags or {})}
+        body = {
+            "run_id": run_id,
+            "artifact_path": artifact_path,
+            "flavor": flavor,
+            "signature": signature,
+            "input_example": _records(input_example),
+            "description": description,
+            "tags": dict(tags or {}),
+        }
         return self._new_version(name, body, project)
 
     def register_model_files(
-        self, local_path: str | os.PathLike[str], *, name: str, run_id: str | None = None, input_example: Any = None,
-        flavor: str | None = None, signature: Mapping[str, Any] | None = None, description: str = "",
-        tags: Mapping[str, str] | None = None, project: str | None = None,
+        self,
+        local_path: str | os.PathLike[str],
+        *,
+        name: str,
+        run_id: str | None = None,
+        input_example: Any = None,
+        flavor: str | None = None,
+        signature: Mapping[str, Any] | None = None,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        project: str | None = None,
     ) -> ModelVersion:
         """Upload a local model folder as the next version of ``name``: start, PUT each file, finalize.
 
         ``run_id`` only records lineage here. Returns the finalized (still ``pending``) version.
         """
-        body = {"source": "upload", "run_id": run_id, "flavor": flavor, "signature": signature,
-                "input_example": _records(input_example), "description": description, "tags": dict(tags or {})}
+        body = {
+            "source": "upload",
+            "run_id": run_id,
+            "flavor": flavor,
+            "signature": signature,
+            "input_example": _records(input_example),
+            "description": description,
+            "tags": dict(tags or {}),
+        }
         version = self._new_version(name, body, project)
         base = f"{self._p(project)}/models/{name}/versions/{version.version}"
         local = Path(local_path)
         for file in sorted(p for p in local.rglob("*") if p.is_file()):
             with file.open("rb") as stream:
-                self.http.request("PUT", f"{base}/files/{file.relative_to(local).as_posix()}", data=stream,
-                                  headers={"Content-Type": "application/octet-stream"})
+                self.http.request(
+                    "PUT",
+                    f"{base}/files/{file.relative_to(local).as_posix()}",
+                    data=stream,
+                    headers={"Content-Type": "application/octet-stream"},
+                )
         return ModelVersion.from_json(self.http.json("POST", f"{base}/finalize"))
 
     def _new_version(self, name: str, body: dict[str, Any], project: str | None) -> ModelVersion:
@@ -465,13 +559,19 @@ class Client:
             ref = at or "latest"
         return ModelVersion.from_json(self.http.json("GET", f"{self._p(project)}/models/{name}/versions/{ref}"))
 
-    def list_model_versions(self, name: str, *, status: str | None = None, project: str | None = None) -> list[ModelVersion]:
+    def list_model_versions(
+        self, name: str, *, status: str | None = None, project: str | None = None
+    ) -> list[ModelVersion]:
         params = {"status": status} if status else {}
         return [ModelVersion.from_json(v) for v in self._pages(f"{self._p(project)}/models/{name}/versions", params)]
 
-    def update_model_version(self, name: str, ref: str | int, *, project: str | None = None, **changes: Any) -> ModelVersion:
+    def update_model_version(
+        self, name: str, ref: str | int, *, project: str | None = None, **changes: Any
+    ) -> ModelVersion:
         """Change ``description``, ``tags`` (merged; None removes) or ``archived``."""
-        return ModelVersion.from_json(self.http.json("PATCH", f"{self._p(project)}/models/{name}/versions/{ref}", json=changes))
+        return ModelVersion.from_json(
+            self.http.json("PATCH", f"{self._p(project)}/models/{name}/versions/{ref}", json=changes)
+        )
 
     def set_alias(self, name: str, alias: str, version: str | int, *, project: str | None = None) -> ModelVersion:
         """Point ``alias`` at ``version`` (moving it if needed); returns that version."""
@@ -485,7 +585,13 @@ class Client:
         return self.http.json("GET", f"{self._p(project)}/models/{name}/versions/{ref}/lineage")
 
     def wait_for_version(
-        self, name: str, version: str | int, timeout: float = 300, *, poll: float = 0.5, raise_on_failure: bool = True,
+        self,
+        name: str,
+        version: str | int,
+        timeout: float = 300,
+        *,
+        poll: float = 0.5,
+        raise_on_failure: bool = True,
         project: str | None = None,
     ) -> ModelVersion:
         """Poll until the version is ``ready`` (returned) or ``failed`` (``ModelVersionFailed``
@@ -504,8 +610,16 @@ class Client:
     # deployments and predictions
 
     def deploy(
-        self, model: str, env: str, version: str | int, *, weight: int | None = None, if_match: str | None = None,
-        wait: bool = False, timeout: float = 300, project: str | None = None,
+        self,
+        model: str,
+        env: str,
+        version: str | int,
+        *,
+        weight: int | None = None,
+        if_match: str | None = None,
+        wait: bool = False,
+        timeout: float = 300,
+        project: str | None = None,
     ) -> Deployment:
         """Deploy ``version`` (a number, ``"v3"``, ``"latest"`` or an alias) of ``model`` to ``env``.
 
@@ -522,7 +636,9 @@ class Client:
     def undeploy(self, model: str, env: str, *, if_match: str | None = None, project: str | None = None) -> Deployment:
         """Retire the deployment (in the background; ``wait_for_deployment`` waits for ``retired``)."""
         headers = {"If-Match": if_match} if if_match else {}
-        return Deployment.from_json(self.http.json("DELETE", f"{self._p(project)}/models/{model}/deployments/{env}", headers=headers))
+        return Deployment.from_json(
+            self.http.json("DELETE", f"{self._p(project)}/models/{model}/deployments/{env}", headers=headers)
+        )
 
     def get_deployment(self, model: str, env: str, *, project: str | None = None) -> Deployment:
         return Deployment.from_json(self.http.json("GET", f"{self._p(project)}/models/{model}/deployments/{env}"))
@@ -531,7 +647,13 @@ class Client:
         return [Deployment.from_json(d) for d in self.http.json("GET", f"{self._p(project)}/deployments")["items"]]
 
     def wait_for_deployment(
-        self, model: str, env: str, timeout: float = 300, *, poll: float = 0.5, raise_on_failure: bool = True,
+        self,
+        model: str,
+        env: str,
+        timeout: float = 300,
+        *,
+        poll: float = 0.5,
+        raise_on_failure: bool = True,
         project: str | None = None,
     ) -> Deployment:
         """Poll until the deployment is ``healthy``, ``retired`` or ``failed`` (``DeploymentFailed``
@@ -547,7 +669,9 @@ class Client:
                 raise TimeoutError(f"{model} in {env} is still {current.status} after {timeout:g}s")
             time.sleep(poll)
 
-    def predict(self, model: str, env: str, data: Any, version: str | int | None = None, *, project: str | None = None) -> Prediction:
+    def predict(
+        self, model: str, env: str, data: Any, version: str | int | None = None, *, project: str | None = None
+    ) -> Prediction:
         """Predict through the gateway. ``data``: a DataFrame or a list of records (dicts).
         ``version`` pins one serving version instead of the traffic split."""
         if hasattr(data, "to_json") and hasattr(data, "columns"):
@@ -558,14 +682,24 @@ class Client:
         else:
             body = {"instances": list(data)}
         headers = {"X-MLPlatform-Version": str(version)} if version is not None else {}
-        result = self.http.json("POST", f"{self._p(project)}/models/{model}/deployments/{env}/predict", json=body, headers=headers)
+        result = self.http.json(
+            "POST", f"{self._p(project)}/models/{model}/deployments/{env}/predict", json=body, headers=headers
+        )
         return Prediction(result["predictions"], result["version"], result["request_id"])
 
     # promotions
 
     def promote(
-        self, model: str, version: str | int, *, to: str = "production", strategy: str | None = None,
-        steps: list[int] | None = None, bake_seconds: float | None = None, wait: bool = False, timeout: float = 600,
+        self,
+        model: str,
+        version: str | int,
+        *,
+        to: str = "production",
+        strategy: str | None = None,
+        steps: list[int] | None = None,
+        bake_seconds: float | None = None,
+        wait: bool = False,
+        timeout: float = 600,
         project: str | None = None,
     ) -> Promotion:
         """Request the promotion of ``version`` of ``model`` to ``to``.
@@ -576,8 +710,16 @@ class Client:
         another active promotion is 409. ``wait=True`` waits for a final state (approvals included).
         """
         body: dict[str, Any] = {"version": version, "to": to}
-        body.update({k: v for k, v in (("strategy", strategy), ("steps", steps), ("bake_seconds", bake_seconds)) if v is not None})
-        promotion = Promotion.from_json(self.http.json("POST", f"{self._p(project)}/models/{model}/promotions", json=body))
+        body.update(
+            {
+                k: v
+                for k, v in (("strategy", strategy), ("steps", steps), ("bake_seconds", bake_seconds))
+                if v is not None
+            }
+        )
+        promotion = Promotion.from_json(
+            self.http.json("POST", f"{self._p(project)}/models/{model}/promotions", json=body)
+        )
         return self.wait_for_promotion(promotion.id, timeout, project=project) if wait else promotion
 
     def get_promotion(self, promotion_id: int, *, project: str | None = None) -> Promotion:
@@ -657,8 +799,14 @@ class ActiveRun:
     """
 
     def __init__(
-        self, client: Client, run: Run, project: str | None = None, *,
-        batch_size: int = 1000, flush_interval: float = 1.0, queue_size: int = 100_000,
+        self,
+        client: Client,
+        run: Run,
+        project: str | None = None,
+        *,
+        batch_size: int = 1000,
+        flush_interval: float = 1.0,
+        queue_size: int = 100_000,
     ) -> None:
         self.client = client
         self.run = run
@@ -770,8 +918,13 @@ class RegisteredModel:
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> RegisteredModel:
-        return cls(body["name"], body.get("description", ""), dict(body.get("tags", {})), dict(body.get("aliases", {})),
-                   body.get("latest_version"))
+        return cls(
+            body["name"],
+            body.get("description", ""),
+            dict(body.get("tags", {})),
+            dict(body.get("aliases", {})),
+            body.get("latest_version"),
+        )
 
 
 @dataclass(frozen=True)
@@ -795,10 +948,21 @@ class ModelVersion:
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> ModelVersion:
         return cls(
-            body["model"], body["version"], body["status"], body.get("status_message", ""), body.get("flavor"),
-            body.get("signature"), body.get("artifact_uri", ""), body.get("artifact_sha256"), list(body.get("aliases", [])),
-            dict(body.get("tags", {})), body.get("description", ""), bool(body.get("archived")), body.get("run_id"),
-            body.get("created_by", ""), _time(body.get("created_at")),
+            body["model"],
+            body["version"],
+            body["status"],
+            body.get("status_message", ""),
+            body.get("flavor"),
+            body.get("signature"),
+            body.get("artifact_uri", ""),
+            body.get("artifact_sha256"),
+            list(body.get("aliases", [])),
+            dict(body.get("tags", {})),
+            body.get("description", ""),
+            bool(body.get("archived")),
+            body.get("run_id"),
+            body.get("created_by", ""),
+            _time(body.get("created_at")),
         )
 
 
@@ -851,9 +1015,19 @@ class Deployment:
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Deployment:
-        traffic = [TrafficShare(t["version"], t["weight"], t["status"], t.get("status_message", "")) for t in body["traffic"]]
-        return cls(body["model"], body["environment"], body["target"], body["status"], body.get("status_message", ""),
-                   body["revision"], traffic, _time(body.get("updated_at")))
+        traffic = [
+            TrafficShare(t["version"], t["weight"], t["status"], t.get("status_message", "")) for t in body["traffic"]
+        ]
+        return cls(
+            body["model"],
+            body["environment"],
+            body["target"],
+            body["status"],
+            body.get("status_message", ""),
+            body["revision"],
+            traffic,
+            _time(body.get("updated_at")),
+        )
 
 
 class DeploymentFailed(Exception):
@@ -897,6 +1071,17 @@ class Promotion:
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Promotion:
-        return cls(body["id"], body["model"], body["version"], body["environment"], body["strategy"], body["state"],
-                   body.get("reason", ""), list(body.get("steps", [])), body.get("requested_by", ""),
-                   list(body.get("approvals", [])), dict(body.get("checks", {})), list(body.get("rollout", [])))
+        return cls(
+            body["id"],
+            body["model"],
+            body["version"],
+            body["environment"],
+            body["strategy"],
+            body["state"],
+            body.get("reason", ""),
+            list(body.get("steps", [])),
+            body.get("requested_by", ""),
+            list(body.get("approvals", [])),
+            dict(body.get("checks", {})),
+            list(body.get("rollout", [])),
+        )

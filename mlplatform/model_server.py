@@ -136,7 +136,10 @@ def create_model_server(platform: Platform, spec: DeploymentSpec, *, load: bool 
             predictions = server.predict(read_json_body(request, limit))
         except MLPlatformError as exc:
             return _error(exc.status, exc.message, exc.errors)
-        return _json({"predictions": predictions, "version": spec.version, "request_id": request_id}, {"X-Request-ID": request_id})
+        return _json(
+            {"predictions": predictions, "version": spec.version, "request_id": request_id},
+            {"X-Request-ID": request_id},
+        )
 
     if load:
         server.start()
@@ -149,4 +152,6 @@ def _json(body: Any, headers: dict[str, str] | None = None, status: int = 200) -
 
 
 def _error(status: int, message: str, errors: dict[str, Any] | None = None) -> Response:
-    return _json({"code": status, "status": HTTPStatus(status).phrase, "message": message, "errors": errors or {}}, status=status)
+    return _json(
+        {"code": status, "status": HTTPStatus(status).phrase, "message": message, "errors": errors or {}}, status=status
+    )

@@ -28,7 +28,9 @@ class Api:
     def call(self, method: str, path: str, token: str | None = "admin", **kwargs: Any) -> Any:
         headers = dict(kwargs.pop("headers", {}) or {})
         if token is not None:
-            headers["Authorization"] = f"Bearer {self.admin_token if token == 'admin' else self.tokens.get(token, token)}"
+            headers["Authorization"] = (
+                f"Bearer {self.admin_token if token == 'admin' else self.tokens.get(token, token)}"
+            )
         return self.client.open(path, method=method, headers=headers, **kwargs)
 
     def get(self, path: str, **kwargs: Any) -> Any:

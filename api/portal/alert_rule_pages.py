@@ -25,7 +25,11 @@ from mlplatform.core.services import registry as registry_service
 from mlplatform.core.services.alert_delivery import configured_channels
 from mlplatform.core.services.alerting import known_metrics
 
-SCOPES = (("any", "Any feature"), ("overall", "The whole window (row_count, latency, error_rate…)"), ("one", "One feature"))
+SCOPES = (
+    ("any", "Any feature"),
+    ("overall", "The whole window (row_count, latency, error_rate…)"),
+    ("one", "One feature"),
+)
 MAX_RULES = 500
 
 
@@ -37,21 +41,50 @@ class RuleForm:
 
     @classmethod
     def blank(cls) -> RuleForm:
-        return cls({"name": "", "metric": "psi", "scope": "any", "feature": "", "comparison": ">", "threshold": "",
-                    "for_windows": "1", "severity": "warning", "model": "", "environment": "", "channels": [], "enabled": True,
-                    "revision": ""})
+        return cls(
+            {
+                "name": "",
+                "metric": "psi",
+                "scope": "any",
+                "feature": "",
+                "comparison": ">",
+                "threshold": "",
+                "for_windows": "1",
+                "severity": "warning",
+                "model": "",
+                "environment": "",
+                "channels": [],
+                "enabled": True,
+                "revision": "",
+            }
+        )
 
     @classmethod
     def from_rule(cls, rule: Any) -> RuleForm:
         scope = "any" if rule.feature is None else "overall" if rule.feature == "" else "one"
-        return cls({"name": rule.name, "metric": rule.metric, "scope": scope, "feature": rule.feature or "",
-                    "comparison": rule.comparison, "threshold": f"{rule.threshold:g}", "for_windows": str(rule.for_windows),
-                    "severity": rule.severity, "model": rule.model or "", "environment": rule.environment or "",
-                    "channels": list(rule.channels or []), "enabled": rule.enabled, "revision": str(rule.revision)})
+        return cls(
+            {
+                "name": rule.name,
+                "metric": rule.metric,
+                "scope": scope,
+                "feature": rule.feature or "",
+                "comparison": rule.comparison,
+                "threshold": f"{rule.threshold:g}",
+                "for_windows": str(rule.for_windows),
+                "severity": rule.severity,
+                "model": rule.model or "",
+                "environment": rule.environment or "",
+                "channels": list(rule.channels or []),
+                "enabled": rule.enabled,
+                "revision": str(rule.revision),
+            }
+        )
 
     @classmethod
     def from_form(cls, form: MultiDict[str, str]) -> RuleForm:
-        values: dict[str, Any] = {key: form.get(key, "").strip() for key in cls.blank().values if key not in ("channels", "enabled")}
+        values: dict[str, Any] = {
+            key: form.get(key, "").strip() for key in cls.blank().values if key not in ("channels", "enabled")
+        }
         values["channels"] = form.getlist("channels")
         values["enabled"] = form.get("enabled") == "on"
         return cls(values)
@@ -76,30 +109,58 @@ class RuleForm:
         if problems:
             raise InvalidInput("check the highlighted fields", errors=problems)
         feature = None if v["scope"] == "any" else "" if v["scope"] == "overall" else v["feature"]
-        return {"name": v["name"], "metric": v["metric"], "feature": feature, "comparison": v["comparison"], "threshold": threshold,
-                "for_windows": windows, "severity": v["severity"], "model": v["model"] or None,
-                "environment": v["environment"] or None, "channels": v["channels"], "enabled": v["enabled"]}
+        return {
+            "name": v["name"],
+            "metric": v["metric"],
+            "feature": feature,
+            "comparison": v["comparison"],
+            "threshold": threshold,
+            "for_windows": windows,
+            "severity": v["severity"],
+            "model": v["model"] or None,
+            "environment": v["environment"] or None,
+            "channels": v["channels"],
+            "enabled": v["enabled"],
+        }
 
 
 def _choices() -> dict[str, Any]:
     with platform().db.read() as session:
         models = [m.model.name for m in registry_service.list_models(session, g.project.name, page_size=200).items]
-    return {"metric_names": known_metrics(platform()), "comparisons": COMPARISONS, "severities": SEVERITIES, "scopes": SCOPES,
-            "channel_names": configured_channels(platform()), "environment_names": [e["name"] for e in platform().environments],
-            "model_names": models}
+    return {
+        "metric_names": known_metrics(platform()),
+        "comparisons": COMPARISONS,
+        "severities": SEVERITIES,
+        "scopes": SCOPES,
+        "channel_names": configured_channels(platform()),
+        "environment_names": [e["name"] for e in platform().environments],
+        "model_names": models,
+    }
 
 
 def _rules_page(form: RuleForm | None = None, errors: FormErrors | None = None) -> tuple[str, int]:
     with platform().db.read() as session:
         rules = alert_rules.list_rules(session, g.project.name, page_size=MAX_RULES).items
-    body = render_template("portal/alert_rules.html", rules=rules, form=(form or RuleForm.blank()).values, errors=errors,
-                           editing=None, **_choices())
+    body = render_template(
+        "portal/alert_rules.html",
+        rules=rules,
+        form=(form or RuleForm.blank()).values,
+        errors=errors,
+        editing=None,
+        **_choices(),
+    )
     return body, errors.status if errors else 200
 
 
 def _edit_page(rule: Any, form: RuleForm | None = None, errors: FormErrors | None = None) -> tuple[str, int]:
-    body = render_template("portal/alert_rule.html", rule=rule, form=(form or RuleForm.from_rule(rule)).values, errors=errors,
-                           editing=rule, **_choices())
+    body = render_template(
+        "portal/alert_rule.html",
+        rule=rule,
+        form=(form or RuleForm.from_rule(rule)).values,
+        errors=errors,
+        editing=rule,
+        **_choices(),
+    )
     return body, errors.status if errors else 200
 
 

@@ -53,13 +53,16 @@ class EnvironmentSection:
 def sections(views: list[DeploymentView]) -> list[EnvironmentSection]:
     """The configured environments in promotion order, each with its deployments."""
     result = [
-        EnvironmentSection(env["name"], env["target"], env["promotion_only"], env["approvals"]) for env in platform().environments
+        EnvironmentSection(env["name"], env["target"], env["promotion_only"], env["approvals"])
+        for env in platform().environments
     ]
     by_name = {section.name: section for section in result}
     for view in views:
         section = by_name.get(view.deployment.environment)
         if section is None:  # an environment removed from the config still shows what it ran
-            section = by_name[view.deployment.environment] = EnvironmentSection(view.deployment.environment, view.deployment.target, False, 0)
+            section = by_name[view.deployment.environment] = EnvironmentSection(
+                view.deployment.environment, view.deployment.target, False, 0
+            )
             result.append(section)
         section.deployments.append(view)
     return result
@@ -69,9 +72,18 @@ def _page(form: dict[str, str] | None = None, errors: FormErrors | None = None) 
     with platform().db.read() as session:
         views = service.list_deployments(session, g.project.name)
         models = [m.model.name for m in registry_service.list_models(session, g.project.name, page_size=200).items]
-    default = {"environment": "", "model": request.args.get("model", ""), "version": request.args.get("version", ""), "weight": "100"}
+    default = {
+        "environment": "",
+        "model": request.args.get("model", ""),
+        "version": request.args.get("version", ""),
+        "weight": "100",
+    }
     body = render_template(
-        "portal/deployments.html", sections=sections(views), models=models, form=form or default, errors=errors,
+        "portal/deployments.html",
+        sections=sections(views),
+        models=models,
+        form=form or default,
+        errors=errors,
         refresh=REFRESH_SECONDS if any(v.deployment.status in BUSY for v in views) else None,
     )
     return body, errors.status if errors else 200
@@ -98,8 +110,14 @@ def deploy(project: str) -> Any:
     try:
         with platform().db.write() as session:
             service.request_deploy(
-                session, g.identity, project, form["model"], form["environment"], version_ref(form["version"]),
-                weight=weight or 100, platform=platform(),
+                session,
+                g.identity,
+                project,
+                form["model"],
+                form["environment"],
+                version_ref(form["version"]),
+                weight=weight or 100,
+                platform=platform(),
             )
     except MLPlatformError as exc:
         errors = FormErrors.from_error(exc)
@@ -108,7 +126,10 @@ def deploy(project: str) -> Any:
         return _page(form, errors)
     return done(
         f"Deploying {form['model']} {form['version']} to {form['environment']}…",
-        "portal.deployment", project=project, model=form["model"], environment=form["environment"],
+        "portal.deployment",
+        project=project,
+        model=form["model"],
+        environment=form["environment"],
     )
 
 
@@ -119,11 +140,20 @@ def deployment(project: str, model: str, environment: str) -> Any:
     with platform().db.read() as session:
         view = service.get_deployment(session, project, model, environment, events=EVENTS)
         model_id = registry_service.get_model(session, g.project, model).id
-        numbers = dict(session.execute(select(ModelVersion.id, ModelVersion.version).where(ModelVersion.model_id == model_id)).all())
+        numbers = dict(
+            session.execute(
+                select(ModelVersion.id, ModelVersion.version).where(ModelVersion.model_id == model_id)
+            ).all()
+        )
     env = next((e for e in platform().environments if e["name"] == environment), None)
     return render_template(
-        "portal/deployment.html", view=view, deployment=view.deployment, model_name=model, environment=env,
-        numbers=numbers, refresh=REFRESH_SECONDS if view.deployment.status in BUSY else None,
+        "portal/deployment.html",
+        view=view,
+        deployment=view.deployment,
+        model_name=model,
+        environment=env,
+        numbers=numbers,
+        refresh=REFRESH_SECONDS if view.deployment.status in BUSY else None,
     )
 
 
@@ -133,4 +163,10 @@ def undeploy(project: str, model: str, environment: str) -> Any:
     """Retire a deployment: every version leaves traffic (a job does the work)."""
     with platform().db.write() as session:
         service.request_undeploy(session, g.identity, project, model, environment, platform=platform())
-    return done(f"Undeploying {model} from {environment}…", "portal.deployment", project=project, model=model, environment=environment)
+    return done(
+        f"Undeploying {model} from {environment}…",
+        "portal.deployment",
+        project=project,
+        model=model,
+        environment=environment,
+    )

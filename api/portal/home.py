@@ -32,14 +32,21 @@ def summary(platform: Any, project: Project) -> dict[str, Any]:
         ).all()
         experiments = list(
             session.scalars(
-                select(Experiment).where(Experiment.project_id == project.id, Experiment.lifecycle_stage == "active").order_by(Experiment.name)
+                select(Experiment)
+                .where(Experiment.project_id == project.id, Experiment.lifecycle_stage == "active")
+                .order_by(Experiment.name)
             )
         )
         models = registry_service.list_models(session, project.name, page_size=200).items
-        deployments = [d for d in deployment_service.list_deployments(session, project.name) if d.deployment.status != "retired"]
+        deployments = [
+            d for d in deployment_service.list_deployments(session, project.name) if d.deployment.status != "retired"
+        ]
         waiting = [
-            p for m in models
-            for p in promotion_service.list_promotions(session, project.name, m.model.name, state_filter="pending_approval").items
+            p
+            for m in models
+            for p in promotion_service.list_promotions(
+                session, project.name, m.model.name, state_filter="pending_approval"
+            ).items
         ]
         firing = alerting.list_alerts(session, project.name, state="firing").items
     environments = [env["name"] for env in platform.environments]

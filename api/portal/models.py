@@ -39,12 +39,19 @@ def _models_page(form: dict[str, str] | None = None, errors: FormErrors | None =
     query = request.args.get("q", "").strip()
     with platform().db.read() as session:
         models = registry_service.list_models(session, g.project.name, name=query or None, page_size=MAX_MODELS).items
-        deployed = {(view.model, view.deployment.environment) for view in deployment_service.list_deployments(session, g.project.name)
-                    if view.deployment.status != "retired"}
+        deployed = {
+            (view.model, view.deployment.environment)
+            for view in deployment_service.list_deployments(session, g.project.name)
+            if view.deployment.status != "retired"
+        }
     environments = {m.model.name: sorted(env for name, env in deployed if name == m.model.name) for m in models}
     body = render_template(
-        "portal/models.html", models=models, query=query, environments=environments,
-        form=form or {"run_id": request.args.get("run_id", ""), "artifact_path": "model", "model": ""}, errors=errors,
+        "portal/models.html",
+        models=models,
+        query=query,
+        environments=environments,
+        form=form or {"run_id": request.args.get("run_id", ""), "artifact_path": "model", "model": ""},
+        errors=errors,
     )
     return body, errors.status if errors else 200
 
@@ -71,7 +78,9 @@ def register_version(project: str) -> Any:
             except NotFound:
                 registry_service.create_model(session, g.identity, project, form["model"], platform=platform())
         spec = version_service.check_spec(run_id=form["run_id"])
-        view = version_service.register_from_run(platform(), g.identity, project, form["model"], form["run_id"], form["artifact_path"], spec)
+        view = version_service.register_from_run(
+            platform(), g.identity, project, form["model"], form["run_id"], form["artifact_path"], spec
+        )
     except MLPlatformError as exc:
         errors = FormErrors.from_error(exc)
         if "run" in exc.message and "does not exist" in exc.message:
@@ -81,7 +90,10 @@ def register_version(project: str) -> Any:
         return _models_page(form, errors)
     return done(
         f"Registered version {view.version.version} of {form['model']}; it is validated in the background.",
-        "portal.model_version", project=project, model=form["model"], version=view.version.version,
+        "portal.model_version",
+        project=project,
+        model=form["model"],
+        version=view.version.version,
     )
 
 
@@ -99,9 +111,15 @@ def _model_page(model: str, form: dict[str, str] | None = None, errors: FormErro
         serving = [d for d in deployment_service.list_deployments(session, g.project.name) if d.model == model]
     versions = list(reversed(versions))  # newest first
     body = render_template(
-        "portal/model.html", view=view, model=view.model, versions=versions, serving=serving,
-        pending=any(v.version.status == "pending" for v in versions), refresh=REFRESH_SECONDS,
-        form=form or {"alias": "", "version": str(view.latest_version or "")}, errors=errors,
+        "portal/model.html",
+        view=view,
+        model=view.model,
+        versions=versions,
+        serving=serving,
+        pending=any(v.version.status == "pending" for v in versions),
+        refresh=REFRESH_SECONDS,
+        form=form or {"alias": "", "version": str(view.latest_version or "")},
+        errors=errors,
     )
     return body, errors.status if errors else 200
 
@@ -114,7 +132,11 @@ def model_version(project: str, model: str, version: int) -> Any:
         view = version_service.get_version(session, project, model, version)
         lineage = lineage_service.lineage(session, project, model, version)
     return render_template(
-        "portal/model_version.html", view=view, version=view.version, model_name=model, lineage=lineage,
+        "portal/model_version.html",
+        view=view,
+        version=view.version,
+        model_name=model,
+        lineage=lineage,
         refresh=REFRESH_SECONDS if view.version.status == "pending" else None,
     )
 
@@ -138,7 +160,12 @@ def set_alias(project: str, model: str) -> Any:
             errors.fields["version"] = [exc.message]
         return _model_page(model, form, errors)
     moved = f" (moved from version {previous})" if previous is not None and previous != target.version else ""
-    return done(f"Alias {form['alias']} now points at version {target.version}{moved}.", "portal.model", project=project, model=model)
+    return done(
+        f"Alias {form['alias']} now points at version {target.version}{moved}.",
+        "portal.model",
+        project=project,
+        model=model,
+    )
 
 
 @bp.route("/projects/<project>/models/<model>/aliases/<alias>/delete", methods=["POST"])

@@ -36,12 +36,19 @@ def monitoring(project: str) -> Any:
     """Every live deployment with its latest window, and the project's firing alerts."""
     with platform().db.read() as session:
         views = [v for v in deployment_service.list_deployments(session, project) if v.deployment.status != "retired"]
-        latest = {v.deployment.id: monitoring_service.summary(session, project, v.model, v.deployment.environment) for v in views}
+        latest = {
+            v.deployment.id: monitoring_service.summary(session, project, v.model, v.deployment.environment)
+            for v in views
+        }
         alerts = _alerts(session, project)
     names = {v.deployment.id: (v.model, v.deployment.environment) for v in views}
     return render_template(
-        "portal/monitoring.html", views=views, latest=latest, names=names,
-        firing=[a for a in alerts if a.state == "firing"], recent=[a for a in alerts if a.state != "firing"][:RESOLVED_SHOWN],
+        "portal/monitoring.html",
+        views=views,
+        latest=latest,
+        names=names,
+        firing=[a for a in alerts if a.state == "firing"],
+        recent=[a for a in alerts if a.state != "firing"][:RESOLVED_SHOWN],
     )
 
 
@@ -61,9 +68,20 @@ def monitoring_deployment(project: str, model: str, environment: str) -> Any:
         charts = data.chart_config(session, platform(), view.deployment.id, span, chosen) if chosen else None
         alerts = [a for a in _alerts(session, project) if a.deployment_id == view.deployment.id]
     return render_template(
-        "portal/monitoring_deployment.html", view=view, model_name=model, environment=environment, summary=summary,
-        heat=heat, charts=charts, span=span, metrics=metrics, metric=chosen, ranges=list(data.RANGES), range_name=range_name,
-        firing=[a for a in alerts if a.state == "firing"], resolved=[a for a in alerts if a.state != "firing"][:RESOLVED_SHOWN],
+        "portal/monitoring_deployment.html",
+        view=view,
+        model_name=model,
+        environment=environment,
+        summary=summary,
+        heat=heat,
+        charts=charts,
+        span=span,
+        metrics=metrics,
+        metric=chosen,
+        ranges=list(data.RANGES),
+        range_name=range_name,
+        firing=[a for a in alerts if a.state == "firing"],
+        resolved=[a for a in alerts if a.state != "firing"][:RESOLVED_SHOWN],
         overall=OVERALL,
     )
 
@@ -87,7 +105,12 @@ def alert_target(alert: Any) -> str | None:
     details = alert.details or {}
     if not details.get("model") or not details.get("environment"):
         return None
-    return url_for("portal.monitoring_deployment", project=g.project.name, model=details["model"], environment=details["environment"])
+    return url_for(
+        "portal.monitoring_deployment",
+        project=g.project.name,
+        model=details["model"],
+        environment=details["environment"],
+    )
 
 
 @bp.app_template_global("alert_target")

@@ -89,7 +89,9 @@ def drift_metrics(platform: Any) -> list[DriftMetricInfo]:
     """The enabled drift metrics with their project-wide thresholds."""
     suite = DriftSuite.from_config(platform)
     return [
-        DriftMetricInfo(m.name, float(suite.thresholds.get(m.name, m.default_threshold)), bool(getattr(m, "higher_is_drift", True)))
+        DriftMetricInfo(
+            m.name, float(suite.thresholds.get(m.name, m.default_threshold)), bool(getattr(m, "higher_is_drift", True))
+        )
         for m in suite.metrics
     ]
 
@@ -99,18 +101,34 @@ def span(session: Session, platform: Any, deployment_id: int, range_name: str) -
     window = int(parse_length(platform.config["monitoring"]["window"]).total_seconds())
     length = RANGES.get(range_name, RANGES[DEFAULT_RANGE])
     step = max(window, math.ceil(length.total_seconds() / MAX_COLUMNS / window) * window)
-    latest = session.scalar(select(func.max(MonitorWindow.window_end)).where(MonitorWindow.deployment_id == deployment_id))
+    latest = session.scalar(
+        select(func.max(MonitorWindow.window_end)).where(MonitorWindow.deployment_id == deployment_id)
+    )
     end = as_utc(latest) if latest is not None else dt.datetime.now(dt.UTC)
     end_s = math.ceil((end - EPOCH).total_seconds() / step) * step
     start_s = end_s - math.ceil(length.total_seconds() / step) * step
     return Span(EPOCH + dt.timedelta(seconds=start_s), EPOCH + dt.timedelta(seconds=end_s), step)
 
 
-def _series(session: Session, platform: Any, deployment_id: int, view: Span, name: str, agg: str,
-            features: list[str] | None = None) -> dict[str, dict[dt.datetime, float | None]]:
+def _series(
+    session: Session,
+    platform: Any,
+    deployment_id: int,
+    view: Span,
+    name: str,
+    agg: str,
+    features: list[str] | None = None,
+) -> dict[str, dict[dt.datetime, float | None]]:
     result = timeseries.query(
-        session, platform, deployment_id, name=name, features=features or [], start=view.start, end=view.end,
-        step=f"{view.step}s", agg=agg,
+        session,
+        platform,
+        deployment_id,
+        name=name,
+        features=features or [],
+        start=view.start,
+        end=view.end,
+        step=f"{view.step}s",
+        agg=agg,
     )
     return {s.feature: dict(s.points) for s in result.series}
 
@@ -130,7 +148,9 @@ def _points(points: dict[dt.datetime, float | None]) -> list[list[Any]]:
     return [[int(t.timestamp() * 1000), v] for t, v in sorted(points.items())]
 
 
-def chart_config(session: Session, platform: Any, deployment_id: int, view: Span, metric: DriftMetricInfo) -> dict[str, Any]:
+def chart_config(
+    session: Session, platform: Any, deployment_id: int, view: Span, metric: DriftMetricInfo
+) -> dict[str, Any]:
     """Every line chart of the page, with its series, as ``portal.js`` draws them."""
 
     def per_feature(name: str, agg: str) -> list[dict[str, Any]]:
@@ -142,12 +162,29 @@ def chart_config(session: Session, platform: Any, deployment_id: int, view: Span
         return [{"label": label, "points": _points(found)}] if found else []
 
     charts = [
-        {"key": "drift", "title": f"Drift ({metric.name}) per feature", "series": per_feature(metric.name, metric.worst),
-         "threshold": metric.threshold},
-        {"key": "missing", "title": "Missing-value rate per feature", "series": per_feature("missing_rate", "max"), "percent": True},
+        {
+            "key": "drift",
+            "title": f"Drift ({metric.name}) per feature",
+            "series": per_feature(metric.name, metric.worst),
+            "threshold": metric.threshold,
+        },
+        {
+            "key": "missing",
+            "title": "Missing-value rate per feature",
+            "series": per_feature("missing_rate", "max"),
+            "percent": True,
+        },
         {"key": "volume", "title": "Volume (rows)", "series": overall("row_count", "sum", "rows"), "bars": True},
-        {"key": "latency", "title": "Latency (ms)", "series": overall("latency_p50", "avg", "p50") + overall("latency_p99", "max", "p99")},
+        {
+            "key": "latency",
+            "title": "Latency (ms)",
+            "series": overall("latency_p50", "avg", "p50") + overall("latency_p99", "max", "p99"),
+        },
         {"key": "errors", "title": "Error rate", "series": overall("error_rate", "max", "error rate"), "percent": True},
     ]
-    return {"step_ms": view.step * 1000, "start_ms": int(view.start.timestamp() * 1000), "end_ms": int(view.end.timestamp() * 1000),
-            "charts": charts}
+    return {
+        "step_ms": view.step * 1000,
+        "start_ms": int(view.start.timestamp() * 1000),
+        "end_ms": int(view.end.timestamp() * 1000),
+        "charts": charts,
+    }

@@ -41,7 +41,11 @@ PROJECT_NAV: list[NavItem] = [
     NavItem("Models", "portal.models", ("portal.model", "portal.model_version")),
     NavItem("Deployments", "portal.deployments", ("portal.deployment",)),
     NavItem("Promotions", "portal.promotions", ("portal.promotion",)),
-    NavItem("Monitoring", "portal.monitoring", ("portal.monitoring_deployment", "portal.alert_rules_page", "portal.alert_rule")),
+    NavItem(
+        "Monitoring",
+        "portal.monitoring",
+        ("portal.monitoring_deployment", "portal.alert_rules_page", "portal.alert_rule"),
+    ),
 ]
 ADMIN_NAV: list[NavItem] = [NavItem("Audit", "portal.audit_log")]
 

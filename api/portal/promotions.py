@@ -35,22 +35,38 @@ def _expire(project: str, promotion_id: int | None = None) -> None:
 
 def _all_promotions(session: Any, project: str, models: list[str]) -> list[dict[str, Any]]:
     """Every promotion of the project's models, newest first."""
-    found = [p for name in models for p in service.list_promotions(session, project, name, page_size=MAX_PER_MODEL).items]
+    found = [
+        p for name in models for p in service.list_promotions(session, project, name, page_size=MAX_PER_MODEL).items
+    ]
     return sorted(found, key=lambda p: p["id"], reverse=True)
 
 
-def _list_page(form: dict[str, str] | None = None, errors: FormErrors | None = None, failed: list[Any] | None = None) -> tuple[str, int]:
+def _list_page(
+    form: dict[str, str] | None = None, errors: FormErrors | None = None, failed: list[Any] | None = None
+) -> tuple[str, int]:
     project = g.project.name
     _expire(project)
     with platform().db.read() as session:
         models = [m.model.name for m in registry_service.list_models(session, project, page_size=200).items]
         promotions = _all_promotions(session, project, models)
     args = request.args
-    default = {"model": args.get("model", ""), "version": args.get("version", ""), "environment": args.get("environment", ""),
-               "strategy": "", "steps": "", "bake_seconds": ""}
+    default = {
+        "model": args.get("model", ""),
+        "version": args.get("version", ""),
+        "environment": args.get("environment", ""),
+        "strategy": "",
+        "steps": "",
+        "bake_seconds": "",
+    }
     body = render_template(
-        "portal/promotions.html", promotions=promotions, models=models, strategies=STRATEGIES,
-        environments=platform().environments, form=form or default, errors=errors, failed_checks=failed or [],
+        "portal/promotions.html",
+        promotions=promotions,
+        models=models,
+        strategies=STRATEGIES,
+        environments=platform().environments,
+        form=form or default,
+        errors=errors,
+        failed_checks=failed or [],
         waiting=[p for p in promotions if p["state"] == "pending_approval"],
         moving=[p for p in promotions if p["state"] in MOVING],
         history=[p for p in promotions if not p["active"]],
@@ -72,7 +88,9 @@ def _steps(text: str) -> list[int] | None:
     try:
         return [int(part) for part in text.replace(" ", "").split(",") if part]
     except ValueError:
-        raise InvalidInput("steps are percentages separated by commas, e.g. 10, 50, 100", errors={"steps": ["e.g. 10, 50, 100"]}) from None
+        raise InvalidInput(
+            "steps are percentages separated by commas, e.g. 10, 50, 100", errors={"steps": ["e.g. 10, 50, 100"]}
+        ) from None
 
 
 def _bake(text: str) -> float | None:
@@ -91,15 +109,25 @@ def _bake(text: str) -> float | None:
 @requires(access.project_role("developer"))
 def request_promotion(project: str) -> Any:
     """Request the promotion of a version to an environment; failed checks are listed."""
-    form = {key: request.form.get(key, "").strip() for key in ("model", "version", "environment", "strategy", "steps", "bake_seconds")}
+    form = {
+        key: request.form.get(key, "").strip()
+        for key in ("model", "version", "environment", "strategy", "steps", "bake_seconds")
+    }
     missing = {key: ["required"] for key in ("model", "version", "environment") if not form[key]}
     if missing:
         return _list_page(form, FormErrors("choose a model, a version and an environment", missing, 400))
     try:
         with platform().db.write() as session:
             view = service.request_promotion(
-                session, g.identity, project, form["model"], version=version_ref(form["version"]), to=form["environment"],
-                strategy=form["strategy"] or None, steps=_steps(form["steps"]), bake_seconds=_bake(form["bake_seconds"]),
+                session,
+                g.identity,
+                project,
+                form["model"],
+                version=version_ref(form["version"]),
+                to=form["environment"],
+                strategy=form["strategy"] or None,
+                steps=_steps(form["steps"]),
+                bake_seconds=_bake(form["bake_seconds"]),
                 platform=platform(),
             )
     except MLPlatformError as exc:
@@ -110,8 +138,12 @@ def request_promotion(project: str) -> Any:
             errors.message = f"{len(failed)} promotion check(s) failed"
         return _list_page(form, errors, failed)
     waiting = " It waits for approval." if view["state"] == "pending_approval" else ""
-    return done(f"Promotion {view['id']} of {form['model']} v{view['version']} to {form['environment']} requested.{waiting}",
-                "portal.promotion", project=project, promotion_id=view["id"])
+    return done(
+        f"Promotion {view['id']} of {form['model']} v{view['version']} to {form['environment']} requested.{waiting}",
+        "portal.promotion",
+        project=project,
+        promotion_id=view["id"],
+    )
 
 
 def _detail_page(promotion_id: int, errors: FormErrors | None = None, reason: str = "") -> tuple[str, int]:
@@ -122,7 +154,12 @@ def _detail_page(promotion_id: int, errors: FormErrors | None = None, reason: st
     mine = promotion["requested_by"] == g.identity.username
     voted = any(a["username"] == g.identity.username for a in promotion["approvals"])
     body = render_template(
-        "portal/promotion.html", p=promotion, errors=errors, reason=reason, mine=mine, voted=voted,
+        "portal/promotion.html",
+        p=promotion,
+        errors=errors,
+        reason=reason,
+        mine=mine,
+        voted=voted,
         may_decide=can("maintainer") and promotion["state"] == "pending_approval",
         may_reject=can("maintainer") and promotion["state"] in ("pending_approval", "approved"),
         may_roll_back=can("developer") and promotion["state"] in ROLLBACK_FROM,

@@ -83,4 +83,6 @@ def check_csrf() -> None:
     sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
     expected = session.get(CSRF_KEY, "")
     if not expected or not hmac.compare_digest(sent, expected):
-        raise PermissionDenied("the form expired or did not come from this portal (CSRF check failed); reload and try again")
+        raise PermissionDenied(
+            "the form expired or did not come from this portal (CSRF check failed); reload and try again"
+        )

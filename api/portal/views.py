@@ -37,7 +37,9 @@ def login() -> Any:
             error = exc.message
         else:
             target = request.args.get("next") or ""
-            return redirect(target if target.startswith("/") and not target.startswith("//") else url_for("portal.index"))
+            return redirect(
+                target if target.startswith("/") and not target.startswith("//") else url_for("portal.index")
+            )
     return render_template("portal/login.html", error=error), 401 if error else 200
 
 

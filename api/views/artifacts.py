@@ -18,7 +18,6 @@ from mlplatform.core.services import tracking as tracking_service
 blp = Blueprint("artifacts", __name__, url_prefix=f"{API_PREFIX}/projects", description="Run artifacts")
 
 
-
 class ArtifactSchema(Schema):
     path = fields.String()
     size = fields.Integer()
@@ -62,7 +61,9 @@ class Artifact(MethodView):
         limit = platform().config["tracking"]["limits"]["max_artifact_bytes"]
         request.max_content_length = limit  # the JSON body limit does not apply to artifacts
         prefix = run_prefix(project, run_id, active=True)
-        return artifacts.upload(platform().artifact_store, prefix, path, request.stream, size=request.content_length, limit=limit)
+        return artifacts.upload(
+            platform().artifact_store, prefix, path, request.stream, size=request.content_length, limit=limit
+        )
 
     @requires(access.project_role("viewer"))
     @blp.response(200, content_type="application/octet-stream")

@@ -25,7 +25,9 @@ from mlplatform.core.services import access
 from mlplatform.core.services import deployments as service
 
 blp = Blueprint(
-    "deployments", __name__, url_prefix=f"{API_PREFIX}/projects",
+    "deployments",
+    __name__,
+    url_prefix=f"{API_PREFIX}/projects",
     description="Deployments of model versions per environment, and predictions through the gateway",
 )
 
@@ -43,10 +45,12 @@ class VersionRef(fields.Field):
 
 class DeploySchema(Schema):
     version = VersionRef(
-        required=True, metadata={"oneOf": [{"type": "integer"}, {"type": "string"}], "description": "3, 'v3', 'latest' or an alias"}
+        required=True,
+        metadata={"oneOf": [{"type": "integer"}, {"type": "string"}], "description": "3, 'v3', 'latest' or an alias"},
     )
     weight = fields.Integer(
-        load_default=100, validate=validate.Range(min=1, max=100),
+        load_default=100,
+        validate=validate.Range(min=1, max=100),
         metadata={"description": "Traffic share once healthy; below 100 the versions serving share the rest"},
     )
 
@@ -105,7 +109,10 @@ class PredictResponseSchema(Schema):
 
 
 IF_MATCH = {
-    "in": "header", "name": "If-Match", "required": False, "schema": {"type": "string"},
+    "in": "header",
+    "name": "If-Match",
+    "required": False,
+    "schema": {"type": "string"},
     "description": "The ETag of the deployment as you read it; 412 if it changed since",
 }
 
@@ -149,7 +156,9 @@ class _CaptureCollector:
         self.gateway = gw
 
     def collect(self) -> Any:
-        family = CounterMetricFamily("mlplatform_capture_dropped", "Inference records dropped because the capture buffer was full")
+        family = CounterMetricFamily(
+            "mlplatform_capture_dropped", "Inference records dropped because the capture buffer was full"
+        )
         family.add_metric([], self.gateway.capture.dropped)
         yield family
 
@@ -185,8 +194,15 @@ class DeploymentByEnvironment(MethodView):
         """Deploy a version or alias; once healthy it takes its weight (default: all traffic)"""
         with platform().db.write() as session:
             view = service.request_deploy(
-                session, caller(), project, model, environment, body["version"], weight=body["weight"],
-                if_match=request.headers.get("If-Match"), platform=platform(),
+                session,
+                caller(),
+                project,
+                model,
+                environment,
+                body["version"],
+                weight=body["weight"],
+                if_match=request.headers.get("If-Match"),
+                platform=platform(),
             )
             return _deployment_response(view, 202)
 
@@ -197,7 +213,13 @@ class DeploymentByEnvironment(MethodView):
         """Undeploy: every version leaves traffic and the deployment is retired"""
         with platform().db.write() as session:
             view = service.request_undeploy(
-                session, caller(), project, model, environment, if_match=request.headers.get("If-Match"), platform=platform()
+                session,
+                caller(),
+                project,
+                model,
+                environment,
+                if_match=request.headers.get("If-Match"),
+                platform=platform(),
             )
             return _deployment_response(view, 202)
 
@@ -207,10 +229,15 @@ class Predict(MethodView):
     @requires(access.project_role("viewer"))
     @blp.doc(
         requestBody={"required": True, "content": {"application/json": {"schema": PredictRequestSchema}}},
-        parameters=[{
-            "in": "header", "name": "X-MLPlatform-Version", "required": False, "schema": {"type": "string"},
-            "description": "Pin a version (3 or v3) instead of the traffic split (gateway.version_header)",
-        }],
+        parameters=[
+            {
+                "in": "header",
+                "name": "X-MLPlatform-Version",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "Pin a version (3 or v3) instead of the traffic split (gateway.version_header)",
+            }
+        ],
     )
     @blp.response(200, PredictResponseSchema)
     def post(self, project: str, model: str, environment: str) -> Response:
@@ -220,7 +247,9 @@ class Predict(MethodView):
         gw.check_rate(str(identity.token_id) if identity.token_id is not None else f"user:{identity.username}")
         body = read_json_body(request, gw.max_body_bytes)
         request_id = g.request_id
-        result = gw.predict(project, model, environment, body, pin=request.headers.get(gw.version_header), request_id=request_id)
+        result = gw.predict(
+            project, model, environment, body, pin=request.headers.get(gw.version_header), request_id=request_id
+        )
         return json_response(
             {"predictions": result.predictions, "version": result.version, "request_id": request_id},
             headers={gw.version_header: str(result.version)},

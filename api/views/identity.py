@@ -84,13 +84,18 @@ class WhoAmI(MethodView):
         identity = caller()
         with platform().db.read() as session:
             rows = session.execute(
-                select(Project.name, Membership.role).join(Membership, Membership.project_id == Project.id)
-                .where(Membership.user_id == identity.user_id).order_by(Project.name)
+                select(Project.name, Membership.role)
+                .join(Membership, Membership.project_id == Project.id)
+                .where(Membership.user_id == identity.user_id)
+                .order_by(Project.name)
             )
             projects = [{"project": name, "role": role} for name, role in rows]
         return {
-            "username": identity.username, "is_admin": identity.is_admin, "auth_backend": identity.backend,
-            "token_id": identity.token_id, "projects": projects,
+            "username": identity.username,
+            "is_admin": identity.is_admin,
+            "auth_backend": identity.backend,
+            "token_id": identity.token_id,
+            "projects": projects,
         }
 
 
@@ -149,8 +154,13 @@ class Users(MethodView):
         """Create a user"""
         with platform().db.write() as session:
             return identity_service.create_user(
-                session, caller().username, body["username"], email=body["email"],
-                display_name=body["display_name"], is_admin=body["is_admin"], platform=platform(),
+                session,
+                caller().username,
+                body["username"],
+                email=body["email"],
+                display_name=body["display_name"],
+                is_admin=body["is_admin"],
+                platform=platform(),
             )
 
 

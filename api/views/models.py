@@ -35,9 +35,14 @@ from mlplatform.core.services import registry_aliases as alias_service
 from mlplatform.core.services import registry_lineage as lineage_service
 from mlplatform.core.services import registry_versions as version_service
 
-blp = Blueprint("models", __name__, url_prefix=f"{API_PREFIX}/projects", description="Model registry: models, versions, aliases")
+blp = Blueprint(
+    "models", __name__, url_prefix=f"{API_PREFIX}/projects", description="Model registry: models, versions, aliases"
+)
 
-TAGS = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=250)), values=fields.String(validate=validate.Length(max=8000)))
+TAGS = fields.Dict(
+    keys=fields.String(validate=validate.Length(min=1, max=250)),
+    values=fields.String(validate=validate.Length(max=8000)),
+)
 VERSION_REF_DOC = "A number, v<N>, latest or an alias"
 
 
@@ -67,7 +72,9 @@ class ModelSchema(Schema):
     name = fields.String()
     description = fields.String()
     tags = fields.Dict(keys=fields.String(), values=fields.String())
-    aliases = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={"description": "alias -> version number"})
+    aliases = fields.Dict(
+        keys=fields.String(), values=fields.Integer(), metadata={"description": "alias -> version number"}
+    )
     latest_version = fields.Integer(allow_none=True, metadata={"description": "Highest ready, unarchived version"})
     created_at = fields.AwareDateTime()
     created_by = fields.String()
@@ -81,18 +88,30 @@ class ModelListArgs(PageArgs):
 
 class ModelVersionCreateSchema(Schema):
     source = fields.String(
-        load_default=None, validate=validate.OneOf(("run", "upload")),
-        metadata={"description": "run (default when run_id is given): copy the run's artifact_path folder; "
-                                 "upload: create an empty version, PUT its files, then finalize"},
+        load_default=None,
+        validate=validate.OneOf(("run", "upload")),
+        metadata={
+            "description": "run (default when run_id is given): copy the run's artifact_path folder; "
+            "upload: create an empty version, PUT its files, then finalize"
+        },
     )
-    run_id = fields.String(load_default=None, metadata={"description": "The run (lineage); with source=run, also the files"})
-    artifact_path = fields.String(load_default=None, metadata={"description": "Folder in the run's artifacts, e.g. model"})
-    flavor = fields.String(load_default=None, metadata={"description": "Default: mlplatform-model.json's flavor, else detected"})
+    run_id = fields.String(
+        load_default=None, metadata={"description": "The run (lineage); with source=run, also the files"}
+    )
+    artifact_path = fields.String(
+        load_default=None, metadata={"description": "Folder in the run's artifacts, e.g. model"}
+    )
+    flavor = fields.String(
+        load_default=None, metadata={"description": "Default: mlplatform-model.json's flavor, else detected"}
+    )
     signature = fields.Dict(load_default=None, metadata={"description": "{inputs: [{name, type, nullable}], outputs}"})
     input_example = fields.List(
-        fields.Dict(), load_default=None,
-        metadata={"description": "A few input records: the signature is inferred from them when not given, "
-                                 "and the validation job predicts on them"},
+        fields.Dict(),
+        load_default=None,
+        metadata={
+            "description": "A few input records: the signature is inferred from them when not given, "
+            "and the validation job predicts on them"
+        },
     )
     description = fields.String(load_default="", validate=validate.Length(max=10000))
     tags = TAGS
@@ -105,14 +124,18 @@ class ModelVersionCreateSchema(Schema):
         if source == "run" and (not data.get("run_id") or data.get("artifact_path") is None):
             raise ValidationError("a version from a run needs run_id and artifact_path", "artifact_path")
         if source == "upload" and data.get("artifact_path") is not None:
-            raise ValidationError("artifact_path is for source=run; upload files with PUT .../files/<path>", "artifact_path")
+            raise ValidationError(
+                "artifact_path is for source=run; upload files with PUT .../files/<path>", "artifact_path"
+            )
         data["source"] = source
 
 
 class ModelVersionUpdateSchema(Schema):
     description = fields.String(validate=validate.Length(max=10000))
     tags = _tag_changes()
-    archived = fields.Boolean(metadata={"description": "Archived versions are skipped by latest and cannot get aliases"})
+    archived = fields.Boolean(
+        metadata={"description": "Archived versions are skipped by latest and cannot get aliases"}
+    )
 
 
 class ModelVersionSchema(Schema):
@@ -177,7 +200,11 @@ class LineageRunSchema(Schema):
     experiment_name = fields.String(allow_none=True)
     source_git_commit = fields.String(allow_none=True)
     params = fields.Dict(keys=fields.String(), values=fields.String())
-    metrics = fields.Dict(keys=fields.String(), values=fields.Float(allow_none=True), metadata={"description": "Latest values at registration"})
+    metrics = fields.Dict(
+        keys=fields.String(),
+        values=fields.Float(allow_none=True),
+        metadata={"description": "Latest values at registration"},
+    )
 
 
 class LineageDeploymentSchema(Schema):
@@ -208,7 +235,9 @@ class ModelVersionLineageSchema(Schema):
     artifact_sha256 = fields.String(allow_none=True)
     run = fields.Nested(LineageRunSchema, allow_none=True)
     deployments = fields.List(fields.Nested(LineageDeploymentSchema), metadata={"description": "Where it serves now"})
-    deployment_events = fields.List(fields.Nested(LineageDeploymentEventSchema), metadata={"description": "History, oldest first"})
+    deployment_events = fields.List(
+        fields.Nested(LineageDeploymentEventSchema), metadata={"description": "History, oldest first"}
+    )
 
 
 ModelPage = page_schema(ModelSchema, "ModelPage")
@@ -218,19 +247,39 @@ VersionPage = page_schema(ModelVersionSchema, "ModelVersionPage")
 def model_body(view: registry_service.ModelView) -> dict[str, Any]:
     m = view.model
     return {
-        "name": m.name, "description": m.description, "tags": m.tags or {}, "aliases": view.aliases,
-        "latest_version": view.latest_version, "created_at": m.created_at, "created_by": m.created_by, "updated_at": m.updated_at,
+        "name": m.name,
+        "description": m.description,
+        "tags": m.tags or {},
+        "aliases": view.aliases,
+        "latest_version": view.latest_version,
+        "created_at": m.created_at,
+        "created_by": m.created_by,
+        "updated_at": m.updated_at,
     }
 
 
 def version_body(view: version_service.VersionView) -> dict[str, Any]:
     v = view.version
     return {
-        "model": view.model_name, "version": v.version, "status": v.status, "status_message": v.status_message,
-        "finalized": view.finalized, "flavor": v.flavor, "signature": v.signature, "artifact_uri": v.artifact_uri,
-        "artifact_sha256": v.artifact_sha256, "description": v.description, "tags": v.tags or {}, "archived": v.archived,
-        "aliases": view.aliases, "run_id": v.run_id, "experiment_id": v.experiment_id, "source_git_commit": v.source_git_commit,
-        "created_at": v.created_at, "created_by": v.created_by, "updated_at": v.updated_at,
+        "model": view.model_name,
+        "version": v.version,
+        "status": v.status,
+        "status_message": v.status_message,
+        "finalized": view.finalized,
+        "flavor": v.flavor,
+        "signature": v.signature,
+        "artifact_uri": v.artifact_uri,
+        "artifact_sha256": v.artifact_sha256,
+        "description": v.description,
+        "tags": v.tags or {},
+        "archived": v.archived,
+        "aliases": view.aliases,
+        "run_id": v.run_id,
+        "experiment_id": v.experiment_id,
+        "source_git_commit": v.source_git_commit,
+        "created_at": v.created_at,
+        "created_by": v.created_by,
+        "updated_at": v.updated_at,
     }
 
 
@@ -250,7 +299,12 @@ class Models(MethodView):
         """List registered models, filtered by name substring and tags"""
         with platform().db.read() as session:
             page = registry_service.list_models(
-                session, project, name=args["name"], tags=args["tag"], page_size=args["page_size"], page_token=args["page_token"]
+                session,
+                project,
+                name=args["name"],
+                tags=args["tag"],
+                page_size=args["page_size"],
+                page_token=args["page_token"],
             )
             page.items = [model_body(v) for v in page.items]  # type: ignore[misc]
             return page_body(page)
@@ -282,7 +336,9 @@ class ModelByName(MethodView):
     def patch(self, body: dict[str, Any], project: str, model: str) -> dict[str, Any]:
         """Change a model's description or tags"""
         with platform().db.write() as session:
-            return model_body(registry_service.update_model(session, caller(), project, model, body, platform=platform()))
+            return model_body(
+                registry_service.update_model(session, caller(), project, model, body, platform=platform())
+            )
 
     @requires(access.project_role("maintainer"))
     @blp.response(204)
@@ -304,8 +360,13 @@ class Versions(MethodView):
         """List a model's versions, oldest first"""
         with platform().db.read() as session:
             page = version_service.list_versions(
-                session, project, model, status=args["status"], archived=args["archived"],
-                page_size=args["page_size"], page_token=args["page_token"],
+                session,
+                project,
+                model,
+                status=args["status"],
+                archived=args["archived"],
+                page_size=args["page_size"],
+                page_token=args["page_token"],
             )
             page.items = [version_body(v) for v in page.items]  # type: ignore[misc]
             return page_body(page)
@@ -316,11 +377,17 @@ class Versions(MethodView):
     def post(self, body: dict[str, Any], project: str, model: str) -> dict[str, Any]:
         """Register a new version from a run's artifact folder, or start an upload"""
         spec = version_service.check_spec(
-            flavor=body["flavor"], signature=body["signature"], input_example=body["input_example"],
-            description=body["description"], tags=body.get("tags"), run_id=body["run_id"],
+            flavor=body["flavor"],
+            signature=body["signature"],
+            input_example=body["input_example"],
+            description=body["description"],
+            tags=body.get("tags"),
+            run_id=body["run_id"],
         )
         if body["source"] == "run":
-            view = version_service.register_from_run(platform(), caller(), authorized_project(), model, body["run_id"], body["artifact_path"], spec)
+            view = version_service.register_from_run(
+                platform(), caller(), authorized_project(), model, body["run_id"], body["artifact_path"], spec
+            )
         else:
             view = version_service.begin_version(platform(), caller(), project, model, spec)
         return version_body(view)
@@ -343,7 +410,9 @@ class VersionByRef(MethodView):
         """Change a version's description or tags, archive or unarchive it"""
         with platform().db.write() as session:
             return version_body(
-                version_service.update_version(session, caller(), project, model, _ref(version), body, platform=platform())
+                version_service.update_version(
+                    session, caller(), project, model, _ref(version), body, platform=platform()
+                )
             )
 
 
@@ -410,10 +479,16 @@ class Alias(MethodView):
         if isinstance(ref, bool) or not isinstance(ref, (int, str)):
             raise InvalidInput("version must be a number or a version reference", errors={"version": ["not a version"]})
         with platform().db.write() as session:
-            row, previous, target = alias_service.set_alias(session, caller(), authorized_project(), model, alias, ref, platform=platform())
+            row, previous, target = alias_service.set_alias(
+                session, caller(), authorized_project(), model, alias, ref, platform=platform()
+            )
             return {
-                "model": model, "alias": alias, "version": target.version, "previous_version": previous,
-                "updated_at": row.updated_at, "updated_by": row.updated_by,
+                "model": model,
+                "alias": alias,
+                "version": target.version,
+                "previous_version": previous,
+                "updated_at": row.updated_at,
+                "updated_by": row.updated_by,
             }
 
     @requires(access.project_role("developer"))

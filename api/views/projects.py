@@ -15,7 +15,9 @@ from mlplatform.core.db.models import ROLES
 from mlplatform.core.services import access
 from mlplatform.core.services import projects as project_service
 
-blp = Blueprint("projects", __name__, url_prefix=f"{API_PREFIX}/projects", description="Projects (tenants) and their members")
+blp = Blueprint(
+    "projects", __name__, url_prefix=f"{API_PREFIX}/projects", description="Projects (tenants) and their members"
+)
 
 PROJECT_NAME = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,62}$", error="lower-case letters, digits, _ and -; at most 63")
 
@@ -69,7 +71,9 @@ class Projects(MethodView):
     def post(self, body: dict[str, Any]) -> Any:
         """Create a project; you become its admin"""
         with platform().db.write() as session:
-            return project_service.create_project(session, caller(), body["name"], body["description"], platform=platform())
+            return project_service.create_project(
+                session, caller(), body["name"], body["description"], platform=platform()
+            )
 
 
 @blp.route("/<project>")

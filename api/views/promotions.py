@@ -23,7 +23,9 @@ from mlplatform.core.services import access
 from mlplatform.core.services import promotions as service
 
 blp = Blueprint(
-    "promotions", __name__, url_prefix=f"{API_PREFIX}/projects",
+    "promotions",
+    __name__,
+    url_prefix=f"{API_PREFIX}/projects",
     description="Promotions: policy checks, approvals, canary and blue/green rollouts with automatic rollback",
 )
 
@@ -35,11 +37,14 @@ class PromotionRequestSchema(Schema):
         load_default=None, validate=validate.OneOf(STRATEGIES), metadata={"description": "Default: promotion.strategy"}
     )
     steps = fields.List(
-        fields.Integer(validate=validate.Range(min=1, max=100)), load_default=None,
+        fields.Integer(validate=validate.Range(min=1, max=100)),
+        load_default=None,
         metadata={"description": "Canary traffic percentages ending at 100; default promotion.canary_steps"},
     )
     bake_seconds = fields.Float(
-        load_default=None, validate=validate.Range(min=0, max=7 * 86400), allow_nan=False,
+        load_default=None,
+        validate=validate.Range(min=0, max=7 * 86400),
+        allow_nan=False,
         metadata={"description": "Time per canary step; default promotion.bake_time"},
     )
 
@@ -121,8 +126,13 @@ class ModelPromotions(MethodView):
         _expire(project)
         with platform().db.read() as session:
             page = service.list_promotions(
-                session, project, model, state_filter=args["state"], environment=args["environment"],
-                page_size=args["page_size"], page_token=args["page_token"],
+                session,
+                project,
+                model,
+                state_filter=args["state"],
+                environment=args["environment"],
+                page_size=args["page_size"],
+                page_token=args["page_token"],
             )
             return json_response({"items": page.items, "next_page_token": page.next_page_token})
 
@@ -133,8 +143,16 @@ class ModelPromotions(MethodView):
         """Request a promotion; 422 lists every failed policy check, 409 if one is already active"""
         with platform().db.write() as session:
             view = service.request_promotion(
-                session, caller(), project, model, version=body["version"], to=body["to"], strategy=body["strategy"],
-                steps=body["steps"], bake_seconds=body["bake_seconds"], platform=platform(),
+                session,
+                caller(),
+                project,
+                model,
+                version=body["version"],
+                to=body["to"],
+                strategy=body["strategy"],
+                steps=body["steps"],
+                bake_seconds=body["bake_seconds"],
+                platform=platform(),
             )
             return json_response(view, 201)
 
@@ -159,7 +177,9 @@ class Approve(MethodView):
         """Approve (maintainers; not the requester). The last approval needed starts the rollout"""
         _expire(project, promotion_id)
         with platform().db.write() as session:
-            view = service.approve(session, caller(), project, promotion_id, comment=body["comment"], platform=platform())
+            view = service.approve(
+                session, caller(), project, promotion_id, comment=body["comment"], platform=platform()
+            )
             return json_response(view)
 
 
@@ -184,5 +204,7 @@ class Rollback(MethodView):
     def post(self, body: dict[str, Any], project: str, promotion_id: int) -> Response:
         """Return the environment to what served before this promotion, now"""
         with platform().db.write() as session:
-            view = service.rollback(session, caller(), project, promotion_id, reason=body["reason"], platform=platform())
+            view = service.rollback(
+                session, caller(), project, promotion_id, reason=body["reason"], platform=platform()
+            )
             return json_response(view)

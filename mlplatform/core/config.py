@@ -90,9 +90,12 @@ class ServerSchema(_Strict):
     max_content_length = fields.Integer(load_default=16 * 1024 * 1024, validate=validate.Range(min=1024))
     bootstrap_admin = fields.String(load_default="admin")
     secret_key = fields.String(
-        load_default=None, metadata={"secret": True, "description": "signs portal sessions; default: a key kept in data_dir"}
+        load_default=None,
+        metadata={"secret": True, "description": "signs portal sessions; default: a key kept in data_dir"},
     )
-    secure_cookies = fields.Boolean(load_default=False, metadata={"description": "send the portal cookie over HTTPS only"})
+    secure_cookies = fields.Boolean(
+        load_default=False, metadata={"description": "send the portal cookie over HTTPS only"}
+    )
 
 
 class PluginsSchema(_Strict):
@@ -149,7 +152,8 @@ class PoliciesSchema(Schema):
         unknown = INCLUDE
 
     min_metrics = fields.Dict(
-        keys=fields.String(), values=fields.Float(allow_nan=False),
+        keys=fields.String(),
+        values=fields.Float(allow_nan=False),
         metadata={"description": "shorthand gates: {accuracy: 0.9} means 'accuracy >= 0.9'"},
     )
     metric_gates = fields.List(MetricGate(), metadata={"description": "gates on the version's run metrics"})
@@ -161,11 +165,15 @@ class PoliciesSchema(Schema):
 
 
 class GuardSchema(_Strict):
-    period = Duration(load_default=600.0, metadata={"description": "how long the SLO guard watches after a rollout completes"})
+    period = Duration(
+        load_default=600.0, metadata={"description": "how long the SLO guard watches after a rollout completes"}
+    )
     check_interval = Duration(load_default=5.0, validate=validate.Range(min=0.05))
     min_requests = fields.Integer(load_default=20, validate=validate.Range(min=1))
     error_rate_margin = fields.Float(
-        load_default=0.02, validate=validate.Range(min=0), metadata={"description": "new error rate may exceed the old by this much"}
+        load_default=0.02,
+        validate=validate.Range(min=0),
+        metadata={"description": "new error rate may exceed the old by this much"},
     )
     latency_p99_ratio = fields.Float(load_default=1.5, validate=validate.Range(min=1))
     latency_p99_margin_ms = fields.Float(load_default=50.0, validate=validate.Range(min=0))
@@ -178,14 +186,20 @@ def _check_steps(steps: list[int]) -> None:
 
 
 class PromotionSchema(_Strict):
-    approval_expiry = Duration(load_default=72 * 3600.0, metadata={"description": "a pending request expires after this"})
+    approval_expiry = Duration(
+        load_default=72 * 3600.0, metadata={"description": "a pending request expires after this"}
+    )
     strategy = fields.String(load_default="canary", validate=validate.OneOf(["direct", "canary", "blue_green"]))
     canary_steps = fields.List(
-        fields.Integer(validate=validate.Range(min=1, max=100)), load_default=lambda: [10, 50, 100], validate=_check_steps
+        fields.Integer(validate=validate.Range(min=1, max=100)),
+        load_default=lambda: [10, 50, 100],
+        validate=_check_steps,
     )
     bake_time = Duration(load_default=300.0, metadata={"description": "how long each canary step runs before the next"})
     alert_channels = fields.List(
-        fields.String(), load_default=None, metadata={"description": "channels told of a rollback; default: every alert_channels entry"}
+        fields.String(),
+        load_default=None,
+        metadata={"description": "channels told of a rollback; default: every alert_channels entry"},
     )
     retire_previous = fields.Boolean(
         load_default=True, metadata={"description": "undeploy the previous version once the guard period passed"}
@@ -200,7 +214,8 @@ class EnvironmentSchema(_Strict):
     promotion_only = fields.Boolean(load_default=False)
     policies = fields.Nested(PoliciesSchema, load_default=dict)
     promotion = fields.Nested(
-        PromotionSchema(partial=True), load_default=dict,
+        PromotionSchema(partial=True),
+        load_default=dict,
         metadata={"description": "overrides of the top-level promotion section for this environment"},
     )
 
@@ -242,7 +257,9 @@ class MonitoringSchema(_Strict):
         for feature, by_metric in data.get("feature_thresholds", {}).items():
             for metric in by_metric:
                 if metric not in enabled:
-                    raise ValidationError({"feature_thresholds": {feature: {metric: ["not in monitoring.drift_metrics"]}}})
+                    raise ValidationError(
+                        {"feature_thresholds": {feature: {metric: ["not in monitoring.drift_metrics"]}}}
+                    )
 
 
 class TrackingLimitsSchema(_Strict):
@@ -313,7 +330,8 @@ class PlatformConfigSchema(_Strict):
                 seen.add(item["name"])
         channels = {c["name"] for c in data.get("alert_channels", [])}
         for where, section in [("promotion", data.get("promotion") or {})] + [
-            (f"environments.{i}.promotion", env.get("promotion") or {}) for i, env in enumerate(data.get("environments", []))
+            (f"environments.{i}.promotion", env.get("promotion") or {})
+            for i, env in enumerate(data.get("environments", []))
         ]:
             unknown = [name for name in section.get("alert_channels") or [] if name not in channels]
             if unknown:
@@ -322,7 +340,13 @@ class PlatformConfigSchema(_Strict):
         for index, env in enumerate(data.get("environments", [])):
             if env["target"] not in targets:
                 raise ValidationError(
-                    {"environments": {index: {"target": [f"unknown target {env['target']!r}; defined: {', '.join(sorted(targets))}"]}}}
+                    {
+                        "environments": {
+                            index: {
+                                "target": [f"unknown target {env['target']!r}; defined: {', '.join(sorted(targets))}"]
+                            }
+                        }
+                    }
                 )
 
 
@@ -367,7 +391,7 @@ def resolve_references(node: Any, path: str = "", secrets: SecretBackend | None 
     """Replace ``$env`` and ``$file`` references; ``$secret`` too when ``secrets`` is given."""
     if isinstance(node, dict):
         if len(node) == 1:
-            (key, value), = node.items()
+            ((key, value),) = node.items()
             if key == "$env":
                 if not isinstance(value, str) or value not in os.environ:
                     raise ConfigError(path, f"environment variable {value!r} is not set")
@@ -423,7 +447,9 @@ def validate_schema(schema: Schema, data: Any, path: str) -> dict[str, Any]:
         raise ConfigError(".".join(p for p in (path, sub) if p), message) from None
 
 
-def validate_backend_options(registry: BackendRegistry, kind: str, name: str, options: Any, path: str) -> dict[str, Any]:
+def validate_backend_options(
+    registry: BackendRegistry, kind: str, name: str, options: Any, path: str
+) -> dict[str, Any]:
     cls = registry.get(kind, name, f"{path}.backend" if path else "backend")
     loaded = validate_schema(cls.Config(unknown=RAISE), options, f"{path}.options")
     for key in secret_fields(cls.Config):
@@ -439,12 +465,16 @@ def load_config(raw: dict[str, Any], registry: BackendRegistry, platform: Any = 
     secret_options = validate_backend_options(
         registry, "secret_backend", secrets_section["backend"], secrets_section["options"], "secrets"
     )
-    secret_backend = registry.get("secret_backend", secrets_section["backend"], "secrets.backend")(secret_options, platform)
+    secret_backend = registry.get("secret_backend", secrets_section["backend"], "secrets.backend")(
+        secret_options, platform
+    )
     raw = resolve_references(raw, secrets=secret_backend)
     config = validate_schema(PlatformConfigSchema(), raw, "")
     config["secrets"]["options"] = secret_options
     ref = config["artifact_store"]
-    ref["options"] = validate_backend_options(registry, "artifact_store", ref["backend"], ref["options"], "artifact_store")
+    ref["options"] = validate_backend_options(
+        registry, "artifact_store", ref["backend"], ref["options"], "artifact_store"
+    )
     for index, name in enumerate(config["auth"]["backends"]):
         options = config["auth"]["options"].get(name, {})
         config["auth"]["options"][name] = validate_backend_options(
@@ -452,7 +482,9 @@ def load_config(raw: dict[str, Any], registry: BackendRegistry, platform: Any = 
         )
     for section, kind in (("deployment_targets", "deployment_target"), ("alert_channels", "alert_channel")):
         for index, item in enumerate(config[section]):
-            item["options"] = validate_backend_options(registry, kind, item["backend"], item["options"], f"{section}.{index}")
+            item["options"] = validate_backend_options(
+                registry, kind, item["backend"], item["options"], f"{section}.{index}"
+            )
     monitoring = config["monitoring"]
     for index, name in enumerate(monitoring["drift_metrics"]):
         registry.get("drift_metric", name, f"monitoring.drift_metrics.{index}")
@@ -460,7 +492,9 @@ def load_config(raw: dict[str, Any], registry: BackendRegistry, platform: Any = 
         if name not in monitoring["drift_metrics"]:
             raise ConfigError(f"monitoring.metric_options.{name}", f"{name!r} is not in monitoring.drift_metrics")
         metric = registry.get("drift_metric", name, f"monitoring.metric_options.{name}")
-        monitoring["metric_options"][name] = validate_schema(metric.Config(unknown=RAISE), options, f"monitoring.metric_options.{name}")
+        monitoring["metric_options"][name] = validate_schema(
+            metric.Config(unknown=RAISE), options, f"monitoring.metric_options.{name}"
+        )
     for name, options in config["model_flavors"].items():
         flavor = registry.get("model_flavor", name, f"model_flavors.{name}")
         config["model_flavors"][name] = validate_schema(flavor.Config(unknown=RAISE), options, f"model_flavors.{name}")
@@ -476,7 +510,7 @@ def _keep_secret_marks(loaded: Any, raw: Any) -> Any:
     if isinstance(loaded, dict) and isinstance(raw, dict):
         return {k: _keep_secret_marks(v, raw.get(k)) for k, v in loaded.items()}
     if isinstance(loaded, list) and isinstance(raw, list):
-        return [_keep_secret_marks(v, r) for v, r in zip(loaded, raw, strict=False)] + loaded[len(raw):]
+        return [_keep_secret_marks(v, r) for v, r in zip(loaded, raw, strict=False)] + loaded[len(raw) :]
     return loaded
 
 

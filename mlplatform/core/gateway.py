@@ -114,7 +114,9 @@ class Route:
         if number in self.serving:
             return self.serving[number]
         if number in self.others:
-            raise Conflict(f"version {number} of model {self.model!r} is {self.others[number]} in {self.environment!r}, not serving")
+            raise Conflict(
+                f"version {number} of model {self.model!r} is {self.others[number]} in {self.environment!r}, not serving"
+            )
         raise NotFound(f"version {number} of model {self.model!r} is not deployed in {self.environment!r}")
 
 
@@ -269,7 +271,9 @@ class Gateway:
         if wait > 0:
             raise RateLimited(f"rate limit exceeded; retry in {wait:.2f}s", retry_after=max(1, math.ceil(wait)))
 
-    def predict(self, project: str, model: str, env: str, body: Mapping[str, Any], *, pin: str | None, request_id: str) -> Prediction:
+    def predict(
+        self, project: str, model: str, env: str, body: Mapping[str, Any], *, pin: str | None, request_id: str
+    ) -> Prediction:
         """Validate ``body`` against the chosen version's signature and predict with it.
 
         The version is ``pin`` (a caller's header) or drawn by traffic weight. Raises
@@ -295,7 +299,11 @@ class Gateway:
                 outputs = route.target.predict(chosen.ref, frame)
             outputs = list(outputs)
         except Exception as exc:
-            error = exc if isinstance(exc, MLPlatformError) else BackendError(f"the deployment target failed: {type(exc).__name__}: {exc}")
+            error = (
+                exc
+                if isinstance(exc, MLPlatformError)
+                else BackendError(f"the deployment target failed: {type(exc).__name__}: {exc}")
+            )
             self.outcomes.record(project, model, env, chosen.version, False, (time.perf_counter() - start) * 1000.0)
             if capture:
                 self._capture(key, chosen.version, request_id, start, error.status, error.message, frame, None)
@@ -328,9 +336,17 @@ class Gateway:
         generation = deployments.generation()
         query = (
             select(
-                Deployment.status, Deployment.status_message, Deployment.target,
-                DeploymentVersion.version_id, DeploymentVersion.weight, DeploymentVersion.status, DeploymentVersion.target_ref,
-                ModelVersion.version, ModelVersion.signature, ModelVersion.flavor, ModelVersion.artifact_uri,
+                Deployment.status,
+                Deployment.status_message,
+                Deployment.target,
+                DeploymentVersion.version_id,
+                DeploymentVersion.weight,
+                DeploymentVersion.status,
+                DeploymentVersion.target_ref,
+                ModelVersion.version,
+                ModelVersion.signature,
+                ModelVersion.flavor,
+                ModelVersion.artifact_uri,
                 ModelVersion.artifact_sha256,
             )
             .select_from(Deployment)
@@ -356,14 +372,22 @@ class Gateway:
                 others[row.version] = row[5]
                 continue
             spec = DeploymentSpec(
-                project, model, row.version, row.flavor or "", row.artifact_uri, row.artifact_sha256 or "", row.signature
+                project,
+                model,
+                row.version,
+                row.flavor or "",
+                row.artifact_uri,
+                row.artifact_sha256 or "",
+                row.signature,
             )
             ref = self._warm_up(target, row.target_ref, spec)
             if ref is None:
                 others[row.version] = "failed here"
                 continue
             serving[row.version] = ServingVersion(row.version, row.version_id, row.weight, ref, row.signature, spec)
-        return Route(project, model, env, status, message, target, serving, others, time.monotonic() + self.ttl, generation)
+        return Route(
+            project, model, env, status, message, target, serving, others, time.monotonic() + self.ttl, generation
+        )
 
     def _warm_up(self, target: DeploymentTarget, ref: str, spec: DeploymentSpec) -> str | None:
         """``ref`` usable from this process: deployed here first if the target does not know it."""
@@ -373,7 +397,9 @@ class Gateway:
             if target.status(ref).state == "absent":
                 ref = target.deploy(spec)
         except MLPlatformError as exc:
-            log.warning("cannot serve %s/%s v%s in this process: %s", spec.project, spec.model, spec.version, exc.message)
+            log.warning(
+                "cannot serve %s/%s v%s in this process: %s", spec.project, spec.model, spec.version, exc.message
+            )
             return None
         self._warm.add((id(target), ref))
         return ref
@@ -383,10 +409,19 @@ class Gateway:
         self._routes.pop((route.project, route.model, route.environment), None)
 
     def _capture(
-        self, key: tuple[str, str, str], version: int | None, request_id: str, start: float,
-        status: int, error: str | None, frame: Any, outputs: list[Any] | None,
+        self,
+        key: tuple[str, str, str],
+        version: int | None,
+        request_id: str,
+        start: float,
+        status: int,
+        error: str | None,
+        frame: Any,
+        outputs: list[Any] | None,
     ) -> None:
         latency_ms = (time.perf_counter() - start) * 1000.0
         self.capture.submit(
-            CaptureRecord(key[0], key[1], key[2], version, request_id, utcnow(), latency_ms, status, error, frame, outputs)
+            CaptureRecord(
+                key[0], key[1], key[2], version, request_id, utcnow(), latency_ms, status, error, frame, outputs
+            )
         )

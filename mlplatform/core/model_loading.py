@@ -170,7 +170,7 @@ def _folder_prefix(uri: str) -> str:
 
 
 def _relative(path: str, prefix: str) -> str:
-    rel = path[len(prefix):]
+    rel = path[len(prefix) :]
     if not rel or rel.startswith("/") or ".." in rel.split("/"):
         raise InvalidInput(f"artifact path {path!r} is not inside {prefix!r}")
     return rel
@@ -219,7 +219,9 @@ def pick_flavor(flavors: Mapping[str, type[ModelFlavor]], name: str | None, file
         cls = flavors.get(name)
         if cls is None:
             hint = f"; {INSTALL_HINTS[name]}" if name in INSTALL_HINTS else ""
-            raise InvalidInput(f"model flavor {name!r} is not installed; available: {', '.join(sorted(flavors)) or 'none'}{hint}")
+            raise InvalidInput(
+                f"model flavor {name!r} is not installed; available: {', '.join(sorted(flavors)) or 'none'}{hint}"
+            )
         if not cls(None, None).detect(files):
             raise InvalidInput(f"the artifact is not a {name!r} model (files: {', '.join(files[:10])})")
         return cls
@@ -236,8 +238,9 @@ def flavor_options(platform: Platform, flavor: type[ModelFlavor]) -> dict[str, A
     return dict(options) if options is not None else flavor.Config().load({})
 
 
-def load_verified(folder: str | os.PathLike[str], sha256: str, flavor: type[ModelFlavor],
-                  options: Mapping[str, Any] | None = None) -> Predictor:
+def load_verified(
+    folder: str | os.PathLike[str], sha256: str, flavor: type[ModelFlavor], options: Mapping[str, Any] | None = None
+) -> Predictor:
     """Verify ``folder`` against ``sha256``, then load it with ``flavor`` and its ``options``.
 
     Loading runs code from the artifact (unpickling, importing ``model.py``); the digest check
@@ -261,4 +264,6 @@ def to_list(predictions: Any) -> list[Any]:
     """Predictions as a JSON-friendly list: numpy arrays / pandas objects become plain values."""
     if hasattr(predictions, "tolist"):
         return list(predictions.tolist())
-    return [item.item() if hasattr(item, "item") and not isinstance(item, (list, dict)) else item for item in predictions]
+    return [
+        item.item() if hasattr(item, "item") and not isinstance(item, (list, dict)) else item for item in predictions
+    ]

@@ -26,13 +26,18 @@ T = TypeVar("T")
 
 
 class Platform:
-    def __init__(self, raw_config: dict[str, Any], *, extra_plugins: Iterable[Any] = (), load_entry_points: bool = True) -> None:
+    def __init__(
+        self, raw_config: dict[str, Any], *, extra_plugins: Iterable[Any] = (), load_entry_points: bool = True
+    ) -> None:
         self._shared: dict[str, Any] = {}
         self._shared_lock = threading.RLock()  # a component may build another while being built
         self._listeners: list[Callable[[PlatformEvent], None]] = []
         plugins = config_module.validate_schema(config_module.PluginsSchema(), raw_config.get("plugins"), "plugins")
         self.pm: PlatformPluginManager = build_plugin_manager(
-            block=plugins["block"], require=plugins["require"], extra_plugins=extra_plugins, load_entry_points=load_entry_points
+            block=plugins["block"],
+            require=plugins["require"],
+            extra_plugins=extra_plugins,
+            load_entry_points=load_entry_points,
         )
         self.config = config_module.load_config(raw_config, self.pm.backends, self)
         self.secrets = self.config.pop("_secret_backend")
@@ -47,7 +52,9 @@ class Platform:
             publish=self.publish,
         )
         store = self.config["artifact_store"]
-        self.artifact_store: ArtifactStore = self._instantiate("artifact_store", store["backend"], store["options"], "artifact_store")  # type: ignore[assignment]
+        self.artifact_store: ArtifactStore = self._instantiate(
+            "artifact_store", store["backend"], store["options"], "artifact_store"
+        )  # type: ignore[assignment]
         self.auth_backends: list[AuthBackend] = [
             self._instantiate("auth_backend", name, self.config["auth"]["options"][name], f"auth.backends.{i}")  # type: ignore[misc]
             for i, name in enumerate(self.config["auth"]["backends"])

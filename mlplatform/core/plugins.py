@@ -121,7 +121,11 @@ class BackendRegistry:
             return entry.cls
         available = self.names(kind)
         message = f"{name!r} is not installed; available: {', '.join(available) or 'none'}"
-        hints = [INSTALL_HINTS[n] for n in [name, *difflib.get_close_matches(name, INSTALL_HINTS, n=2, cutoff=0.5)] if n in INSTALL_HINTS]
+        hints = [
+            INSTALL_HINTS[n]
+            for n in [name, *difflib.get_close_matches(name, INSTALL_HINTS, n=2, cutoff=0.5)]
+            if n in INSTALL_HINTS
+        ]
         if hints:
             message += "; " + "; ".join(dict.fromkeys(hints))
         raise ConfigError(path, message)
@@ -234,7 +238,9 @@ def enable_tracing(pm: pluggy.PluginManager) -> None:
         log.info("hook %s(%s) -> %s", hook_name, ", ".join(kwargs), [impl.plugin_name for impl in hook_impls])
 
     def after(outcome: Any, hook_name: str, hook_impls: list[Any], kwargs: dict[str, Any]) -> None:
-        log.info("hook %s returned %r", hook_name, outcome.get_result() if outcome.exception is None else outcome.exception)
+        log.info(
+            "hook %s returned %r", hook_name, outcome.get_result() if outcome.exception is None else outcome.exception
+        )
 
     pm.add_hookcall_monitoring(before, after)
 

@@ -27,9 +27,16 @@ if TYPE_CHECKING:
 
 TYPES = ("integer", "number", "boolean", "string", "datetime")
 _ALIASES = {
-    "int": "integer", "long": "integer", "int32": "integer", "int64": "integer",
-    "double": "number", "float": "number", "float32": "number", "float64": "number",
-    "bool": "boolean", "str": "string",
+    "int": "integer",
+    "long": "integer",
+    "int32": "integer",
+    "int64": "integer",
+    "double": "number",
+    "float": "number",
+    "float32": "number",
+    "float64": "number",
+    "bool": "boolean",
+    "str": "string",
 }
 MAX_REPORTED_ERRORS = 50  # stop collecting after this many: a bad 10,000-row batch fails fast
 OUTPUT_NAME = "prediction"
@@ -55,7 +62,10 @@ def _infer_columns(example: Any, what: str) -> list[dict[str, Any]]:
     if isinstance(example, pd.DataFrame):
         return [_infer_series(str(name), example[name]) for name in example.columns]
     if not isinstance(example, list) or not example or not all(isinstance(row, Mapping) for row in example):
-        raise InvalidInput(f"{what} must be a non-empty list of records (objects) or a DataFrame", errors={what: ["not a list of records"]})
+        raise InvalidInput(
+            f"{what} must be a non-empty list of records (objects) or a DataFrame",
+            errors={what: ["not a list of records"]},
+        )
     names: dict[str, None] = {}
     for row in example:
         names.update(dict.fromkeys(str(key) for key in row))
@@ -91,13 +101,17 @@ def _infer_series(name: str, series: pd.Series) -> dict[str, Any]:
 def _infer_values(name: str, values: list[Any]) -> dict[str, Any]:
     present = [v for v in values if not _is_null(v)]
     if not present:
-        raise InvalidInput(f"cannot infer the type of column {name!r}: every example value is null", errors={name: ["all null"]})
+        raise InvalidInput(
+            f"cannot infer the type of column {name!r}: every example value is null", errors={name: ["all null"]}
+        )
     kinds = {_kind_of(v) for v in present}
     if kinds == {"integer", "number"}:
         kinds = {"number"}
     if len(kinds) != 1 or None in kinds:
         seen = sorted(type(v).__name__ for v in {type(v): v for v in present}.values())
-        raise InvalidInput(f"cannot infer the type of column {name!r}: it mixes {', '.join(seen)}", errors={name: ["mixed types"]})
+        raise InvalidInput(
+            f"cannot infer the type of column {name!r}: it mixes {', '.join(seen)}", errors={name: ["mixed types"]}
+        )
     return {"name": name, "type": kinds.pop(), "nullable": len(present) != len(values)}
 
 
@@ -192,7 +206,9 @@ def validate_inputs(signature: Mapping[str, Any] | None, body: Mapping[str, Any]
         raise Unprocessable(f"invalid input at row {row_number}, column {name!r}: {problem}{more}", errors=errors)
     if all(check is _check_number for _, check, _ in spec):
         return _number_frame([name for name, _, _ in spec], out_columns)
-    return _frame_from_columns({name: values for (name, _, _), values in zip(spec, out_columns, strict=True)}, datetimes)
+    return _frame_from_columns(
+        {name: values for (name, _, _), values in zip(spec, out_columns, strict=True)}, datetimes
+    )
 
 
 class _Absent:
@@ -208,22 +224,36 @@ _ABSENT: Any = _Absent()
 def _rows_of(body: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
     """(columns, rows as lists) from either body shape; absent record keys become ``_ABSENT``."""
     if not isinstance(body, Mapping):
-        raise Unprocessable("the body must be a JSON object with 'instances' or 'columns' and 'data'", errors={"body": ["not an object"]})
+        raise Unprocessable(
+            "the body must be a JSON object with 'instances' or 'columns' and 'data'",
+            errors={"body": ["not an object"]},
+        )
     if "instances" in body:
         records = body["instances"]
         if not isinstance(records, list) or not records:
-            raise Unprocessable("'instances' must be a non-empty list of objects", errors={"instances": ["not a non-empty list"]})
+            raise Unprocessable(
+                "'instances' must be a non-empty list of objects", errors={"instances": ["not a non-empty list"]}
+            )
         names: dict[str, None] = {}
         for number, record in enumerate(records):
             if not isinstance(record, dict):
-                raise Unprocessable(f"instances[{number}] is not an object", errors={"instances": [f"row {number} is not an object"]})
+                raise Unprocessable(
+                    f"instances[{number}] is not an object", errors={"instances": [f"row {number} is not an object"]}
+                )
             names.update(dict.fromkeys(record))
         columns = list(names)
         return columns, [[record.get(name, _ABSENT) for name in columns] for record in records]
     if "columns" in body or "data" in body:
         names_given, data = body.get("columns"), body.get("data")
-        if not isinstance(names_given, list) or not all(isinstance(c, str) for c in names_given) or len(set(names_given)) != len(names_given):
-            raise Unprocessable("'columns' must be a list of distinct column names", errors={"columns": ["not a list of distinct names"]})
+        if (
+            not isinstance(names_given, list)
+            or not all(isinstance(c, str) for c in names_given)
+            or len(set(names_given)) != len(names_given)
+        ):
+            raise Unprocessable(
+                "'columns' must be a list of distinct column names",
+                errors={"columns": ["not a list of distinct names"]},
+            )
         if not isinstance(data, list) or not data:
             raise Unprocessable("'data' must be a non-empty list of rows", errors={"data": ["not a non-empty list"]})
         for number, row in enumerate(data):
@@ -233,7 +263,9 @@ def _rows_of(body: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
                     errors={"data": [f"row {number} has the wrong length"]},
                 )
         return list(names_given), data
-    raise Unprocessable("the body needs 'instances' (records) or 'columns' and 'data'", errors={"instances": ["missing"]})
+    raise Unprocessable(
+        "the body needs 'instances' (records) or 'columns' and 'data'", errors={"instances": ["missing"]}
+    )
 
 
 def _frame(columns: list[str], rows: list[list[Any]], datetimes: Mapping[str, None]) -> pd.DataFrame:
@@ -325,7 +357,9 @@ def check_signature(signature: Any) -> dict[str, Any]:
     Raises ``InvalidInput`` naming the problem. Used when a signature is given at registration.
     """
     if not isinstance(signature, Mapping) or not isinstance(signature.get("inputs"), list) or not signature["inputs"]:
-        raise InvalidInput("signature must be an object with a non-empty 'inputs' list", errors={"signature": ["no inputs"]})
+        raise InvalidInput(
+            "signature must be an object with a non-empty 'inputs' list", errors={"signature": ["no inputs"]}
+        )
     result: dict[str, Any] = {}
     for part in ("inputs", "outputs"):
         items = signature.get(part)
@@ -338,11 +372,22 @@ def check_signature(signature: Any) -> dict[str, Any]:
         cleaned = []
         for item in items:
             if not isinstance(item, Mapping) or not isinstance(item.get("name"), str) or not item["name"]:
-                raise InvalidInput(f"every signature.{part} entry needs a 'name'", errors={"signature": [f"{part} entry without a name"]})
+                raise InvalidInput(
+                    f"every signature.{part} entry needs a 'name'",
+                    errors={"signature": [f"{part} entry without a name"]},
+                )
             if item["name"] in seen:
-                raise InvalidInput(f"signature.{part} names {item['name']!r} twice", errors={"signature": ["duplicate name"]})
+                raise InvalidInput(
+                    f"signature.{part} names {item['name']!r} twice", errors={"signature": ["duplicate name"]}
+                )
             seen.add(item["name"])
-            cleaned.append({"name": item["name"], "type": normalize_type(item.get("type")), "nullable": bool(item.get("nullable", False))})
+            cleaned.append(
+                {
+                    "name": item["name"],
+                    "type": normalize_type(item.get("type")),
+                    "nullable": bool(item.get("nullable", False)),
+                }
+            )
         result[part] = cleaned
     return result
 
@@ -351,4 +396,6 @@ def _input_spec(signature: Mapping[str, Any] | None) -> list[tuple[str, Callable
     inputs = (signature or {}).get("inputs") if signature else None
     if not inputs:
         return None
-    return [(item["name"], _CHECKS[normalize_type(item.get("type"))], bool(item.get("nullable", False))) for item in inputs]
+    return [
+        (item["name"], _CHECKS[normalize_type(item.get("type"))], bool(item.get("nullable", False))) for item in inputs
+    ]

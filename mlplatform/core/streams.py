@@ -14,7 +14,9 @@ READ_BUFFER = 1024 * 1024
 class BodyReader(io.RawIOBase):
     """A raw binary stream over an SDK download (``read(n)``, maybe ``close()``), its errors converted."""
 
-    def __init__(self, body: Any, convert: Callable[[Exception], MLPlatformError], errors: tuple[type[Exception], ...]) -> None:
+    def __init__(
+        self, body: Any, convert: Callable[[Exception], MLPlatformError], errors: tuple[type[Exception], ...]
+    ) -> None:
         self._body = body
         self._convert = convert
         self._errors = errors

@@ -44,7 +44,9 @@ def as_frame(batch: Any, signature: Mapping[str, Any] | None) -> Any:
     import pandas as pd
 
     frame = batch if isinstance(batch, pd.DataFrame) else pd.DataFrame.from_records(list(batch))
-    names = [item["name"] for item in (signature or {}).get("inputs", []) if isinstance(item, dict) and item.get("name")]
+    names = [
+        item["name"] for item in (signature or {}).get("inputs", []) if isinstance(item, dict) and item.get("name")
+    ]
     if not names:
         return frame
     if list(frame.columns) == names:

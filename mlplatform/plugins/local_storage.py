@@ -113,7 +113,9 @@ def _walk(folder: Path, rel: str, prefix: str) -> Iterator[tuple[str, os.DirEntr
         if key.endswith("/"):
             if path.startswith(prefix) or prefix.startswith(path):
                 yield from _walk(Path(entry.path), path, prefix)
-        elif path.startswith(prefix) and not entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
+        elif (
+            path.startswith(prefix) and not entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False)
+        ):
             yield path, entry
 
 

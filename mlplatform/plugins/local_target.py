@@ -33,7 +33,9 @@ class LocalTarget(DeploymentTarget):
 
     class Config(Schema):
         max_models = fields.Integer(
-            load_default=8, validate=validate.Range(min=1), metadata={"description": "loaded versions kept in memory (LRU)"}
+            load_default=8,
+            validate=validate.Range(min=1),
+            metadata={"description": "loaded versions kept in memory (LRU)"},
         )
 
     def __init__(self, options: Mapping[str, Any] | None = None, platform: Platform | None = None) -> None:

@@ -29,7 +29,12 @@ from typing import Any
 from mlplatform import hookimpl
 from mlplatform.core.backends import PolicyResult
 
-COMPARE: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+COMPARE: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+}
 
 
 @hookimpl
@@ -39,7 +44,14 @@ def check_promotion(version: Any, environment: Any, context: Any) -> list[Policy
         return []
     results = []
     gates = [
-        {"metric": name, "op": ">=", "relative": False, "operator": None, "value": value, "expression": f"{name} >= {value}"}
+        {
+            "metric": name,
+            "op": ">=",
+            "relative": False,
+            "operator": None,
+            "value": value,
+            "expression": f"{name} >= {value}",
+        }
         for name, value in (policies.get("min_metrics") or {}).items()
     ]
     for gate in gates + list(policies.get("metric_gates") or []):
@@ -50,8 +62,11 @@ def check_promotion(version: Any, environment: Any, context: Any) -> list[Policy
         results.append(
             PolicyResult("reference_data", True, "the version has reference data")
             if context.has_reference
-            else PolicyResult("reference_data", False, "the version has no reference data for monitoring; "
-                              "PUT .../versions/{v}/reference first")
+            else PolicyResult(
+                "reference_data",
+                False,
+                "the version has no reference data for monitoring; PUT .../versions/{v}/reference first",
+            )
         )
     return results
 
@@ -62,38 +77,72 @@ def metric_gate(gate: Mapping[str, Any], version: Any, context: Any) -> PolicyRe
     value = version.metrics.get(name)
     details: dict[str, Any] = {"gate": expression, "metric": name, "value": value}
     if value is None:
-        return PolicyResult("metric_gate", False, f"{expression}: version {version.version} has no metric {name!r} in its run", details)
+        return PolicyResult(
+            "metric_gate", False, f"{expression}: version {version.version} has no metric {name!r} in its run", details
+        )
     threshold = float(gate["value"])
     if gate["relative"]:
         current = context.current
         if current is None:
-            return PolicyResult("metric_gate", True, f"{expression}: nothing serves {context.environment} yet; relative gate not applied", details)
+            return PolicyResult(
+                "metric_gate",
+                True,
+                f"{expression}: nothing serves {context.environment} yet; relative gate not applied",
+                details,
+            )
         base = current.metrics.get(name)
         details.update(current_version=current.version, current_value=base)
         if base is None:
-            return PolicyResult("metric_gate", False, f"{expression}: the serving version {current.version} has no metric {name!r}", details)
-        threshold = {"+": base + threshold, "-": base - threshold, "*": base * threshold}.get(gate["operator"] or "+", base)
+            return PolicyResult(
+                "metric_gate",
+                False,
+                f"{expression}: the serving version {current.version} has no metric {name!r}",
+                details,
+            )
+        threshold = {"+": base + threshold, "-": base - threshold, "*": base * threshold}.get(
+            gate["operator"] or "+", base
+        )
     details["threshold"] = threshold
     passed = COMPARE[gate["op"]](float(value), threshold)
     verdict = "passes" if passed else "fails"
-    return PolicyResult("metric_gate", passed, f"{expression}: {name} = {value:g} {verdict} ({gate['op']} {threshold:g})", details)
+    return PolicyResult(
+        "metric_gate", passed, f"{expression}: {name} = {value:g} {verdict} ({gate['op']} {threshold:g})", details
+    )
 
 
 def healthy_in_previous(minutes: int, context: Any) -> PolicyResult:
     previous = context.previous
     if previous is None:
-        return PolicyResult("healthy_in_previous", False, f"{context.environment} is the first environment; nothing comes before it")
+        return PolicyResult(
+            "healthy_in_previous", False, f"{context.environment} is the first environment; nothing comes before it"
+        )
     details: dict[str, Any] = {"environment": previous.name, "minutes": minutes}
     if not previous.serving or previous.healthy_since is None:
         return PolicyResult("healthy_in_previous", False, f"the version does not serve {previous.name}", details)
     served = (context.now - previous.healthy_since).total_seconds() / 60.0
     details["served_minutes"] = round(served, 2)
     if served < minutes:
-        return PolicyResult("healthy_in_previous", False, f"the version has served {previous.name} for {served:.1f} of {minutes} minutes", details)
+        return PolicyResult(
+            "healthy_in_previous",
+            False,
+            f"the version has served {previous.name} for {served:.1f} of {minutes} minutes",
+            details,
+        )
     window_start = context.now - dt.timedelta(minutes=minutes)
-    alerts = [a for a in previous.alerts if a["resolved_at"] is None or dt.datetime.fromisoformat(a["resolved_at"]) >= window_start]
+    alerts = [
+        a
+        for a in previous.alerts
+        if a["resolved_at"] is None or dt.datetime.fromisoformat(a["resolved_at"]) >= window_start
+    ]
     if alerts:
         details["alerts"] = alerts
         names = ", ".join(sorted({a["rule"] for a in alerts}))
-        return PolicyResult("healthy_in_previous", False, f"alerts fired in {previous.name} in the last {minutes} minutes: {names}", details)
-    return PolicyResult("healthy_in_previous", True, f"served {previous.name} for {served:.1f} minutes with no alert", details)
+        return PolicyResult(
+            "healthy_in_previous",
+            False,
+            f"alerts fired in {previous.name} in the last {minutes} minutes: {names}",
+            details,
+        )
+    return PolicyResult(
+        "healthy_in_previous", True, f"served {previous.name} for {served:.1f} minutes with no alert", details
+    )

@@ -33,28 +33,40 @@ INSTALL_HINT = "pip install 'mlplatform[azure]'"
 MiB = 1024 * 1024
 DELETE_BATCH = 256  # the Blob Batch API's limit per request
 DENIED_CODES = {
-    "AuthenticationFailed", "AuthorizationFailure", "AuthorizationPermissionMismatch", "InsufficientAccountPermissions",
+    "AuthenticationFailed",
+    "AuthorizationFailure",
+    "AuthorizationPermissionMismatch",
+    "InsufficientAccountPermissions",
 }
 _SAS_SIGNATURE = re.compile(r"(sig=)[^&\s'\"]+", re.IGNORECASE)
 
 
 class AzureBlobConfig(Schema):
     container = fields.String(required=True, validate=validate.Length(min=3, max=63))
-    prefix = fields.String(load_default="", metadata={"description": "blob name prefix for every artifact, e.g. mlplatform/"})
+    prefix = fields.String(
+        load_default="", metadata={"description": "blob name prefix for every artifact, e.g. mlplatform/"}
+    )
     connection_string = fields.String(
         load_default=None, metadata={"secret": True, "description": "or account_url and credential"}
     )
     account_url = fields.Url(
-        load_default=None, require_tld=False, schemes={"http", "https"},
+        load_default=None,
+        require_tld=False,
+        schemes={"http", "https"},
         metadata={"description": "e.g. https://<account>.blob.core.windows.net"},
     )
     credential = fields.String(
         load_default=None, metadata={"secret": True, "description": "account key or SAS token, with account_url"}
     )
-    create_container = fields.Boolean(load_default=False, metadata={"description": "create the container at start-up if missing"})
-    api_version = fields.String(load_default=None, metadata={"description": "pin the storage service version, e.g. 2021-12-02"})
+    create_container = fields.Boolean(
+        load_default=False, metadata={"description": "create the container at start-up if missing"}
+    )
+    api_version = fields.String(
+        load_default=None, metadata={"description": "pin the storage service version, e.g. 2021-12-02"}
+    )
     chunk_size = fields.Integer(
-        load_default=8 * MiB, validate=validate.Range(min=1 * MiB, max=4000 * MiB),
+        load_default=8 * MiB,
+        validate=validate.Range(min=1 * MiB, max=4000 * MiB),
         metadata={"description": "bytes per staged block and per download request"},
     )
     max_concurrency = fields.Integer(
@@ -71,7 +83,9 @@ class AzureBlobConfig(Schema):
         if not data.get("connection_string") and not data.get("account_url"):
             raise ValidationError("required unless account_url is set", field_name="connection_string")
         if data.get("credential") and not data.get("account_url"):
-            raise ValidationError("only used with account_url; a connection string carries its own", field_name="credential")
+            raise ValidationError(
+                "only used with account_url; a connection string carries its own", field_name="credential"
+            )
 
 
 class AzureBlobArtifactStore(ArtifactStore):
@@ -111,7 +125,9 @@ class AzureBlobArtifactStore(ArtifactStore):
             if settings["connection_string"]:
                 service = BlobServiceClient.from_connection_string(settings["connection_string"], **client_options)
             else:
-                service = BlobServiceClient(settings["account_url"], credential=settings["credential"], **client_options)
+                service = BlobServiceClient(
+                    settings["account_url"], credential=settings["credential"], **client_options
+                )
         except ValueError as exc:
             # The SDK's message can quote the connection string; say what is wrong without it.
             raise BackendError(self._scrub(f"invalid Azure Blob client settings: {_first_line(exc)}")) from None
@@ -142,7 +158,7 @@ class AzureBlobArtifactStore(ArtifactStore):
         with self._errors("list", prefix):
             # The service lists blob names in lexical order: the path order.
             for blob in self._container.list_blobs(name_starts_with=self._root + prefix):
-                yield ArtifactInfo(blob.name[len(self._root):], blob.size, blob.last_modified)
+                yield ArtifactInfo(blob.name[len(self._root) :], blob.size, blob.last_modified)
 
     def delete(self, path: str) -> None:
         path = path.rstrip("/")
@@ -199,8 +215,12 @@ class AzureBlobArtifactStore(ArtifactStore):
                 f"Azure Blob refused to {action} {where}: {code or status}; check the credential and its permissions"
             )
         if status is not None:
-            return BackendError(self._scrub(f"Azure Blob could not {action} {where}: {code or 'error'} (HTTP {status})"))
-        return BackendError(self._scrub(f"Azure Blob could not {action} {where}: {type(exc).__name__}: {_first_line(exc)}"))
+            return BackendError(
+                self._scrub(f"Azure Blob could not {action} {where}: {code or 'error'} (HTTP {status})")
+            )
+        return BackendError(
+            self._scrub(f"Azure Blob could not {action} {where}: {type(exc).__name__}: {_first_line(exc)}")
+        )
 
     def _scrub(self, message: str) -> str:
         for secret in self._secrets:

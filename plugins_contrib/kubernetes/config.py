@@ -111,7 +111,9 @@ class KubernetesConfig(Schema):
             "artifact store access); mounted read-only and named by MLPLATFORM_CONFIG"
         },
     )
-    config_secret_key = fields.String(load_default="config.yaml", metadata={"description": "the file's key in config_secret"})
+    config_secret_key = fields.String(
+        load_default="config.yaml", metadata={"description": "the file's key in config_secret"}
+    )
     env = fields.Dict(
         keys=fields.String(), values=fields.String(), load_default=dict, metadata={"description": "extra env"}
     )

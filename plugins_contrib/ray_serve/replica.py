@@ -20,7 +20,9 @@ class ModelReplica:
     DEPLOY_FAILED with that message. ``folder`` must be readable on the replica's node.
     """
 
-    def __init__(self, folder: str, sha256: str, flavor: type[ModelFlavor], options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, folder: str, sha256: str, flavor: type[ModelFlavor], options: dict[str, Any] | None = None
+    ) -> None:
         self.predictor = load_verified(folder, sha256, flavor, options)
 
     def predict(self, records: list[dict[str, Any]]) -> list[Any]:

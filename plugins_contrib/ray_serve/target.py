@@ -63,14 +63,24 @@ def _text(value: Any) -> str:
 
 
 class RayServeConfig(Schema):
-    address = fields.String(load_default="auto", metadata={"description": "Ray cluster address; 'auto': this node's cluster"})
-    num_replicas = fields.Integer(load_default=1, validate=validate.Range(min=1), metadata={"description": "replicas per version"})
-    num_cpus = fields.Float(load_default=1.0, validate=validate.Range(min=0), metadata={"description": "CPUs per replica"})
+    address = fields.String(
+        load_default="auto", metadata={"description": "Ray cluster address; 'auto': this node's cluster"}
+    )
+    num_replicas = fields.Integer(
+        load_default=1, validate=validate.Range(min=1), metadata={"description": "replicas per version"}
+    )
+    num_cpus = fields.Float(
+        load_default=1.0, validate=validate.Range(min=0), metadata={"description": "CPUs per replica"}
+    )
     http = fields.Boolean(load_default=False, metadata={"description": "also serve each version over HTTP at /<app>"})
-    http_host = fields.String(load_default="127.0.0.1", metadata={"description": "if this target starts Serve with http"})
+    http_host = fields.String(
+        load_default="127.0.0.1", metadata={"description": "if this target starts Serve with http"}
+    )
     http_port = fields.Integer(load_default=8000, validate=validate.Range(min=1, max=65535))
     max_constructor_retries = fields.Integer(
-        load_default=3, validate=validate.Range(min=1), metadata={"description": "failed replica starts before DEPLOY_FAILED"}
+        load_default=3,
+        validate=validate.Range(min=1),
+        metadata={"description": "failed replica starts before DEPLOY_FAILED"},
     )
     request_timeout_s = fields.Float(load_default=30.0, validate=validate.Range(min=0.1))
 
@@ -116,14 +126,20 @@ class RayServeTarget(DeploymentTarget):
         name = self.app_name(spec)
         deployment_name = f"model-{spec.artifact_sha256.lower()[:16]}"
         try:
-            folder = fetch_artifact(self.platform.artifact_store, spec.artifact_uri, spec.artifact_sha256, cache_root(self.platform))
+            folder = fetch_artifact(
+                self.platform.artifact_store, spec.artifact_uri, spec.artifact_sha256, cache_root(self.platform)
+            )
             flavor_name = spec.flavor or read_descriptor(folder).get("flavor")
             flavor = pick_flavor(available_flavors(self.platform), flavor_name, folder_files(folder))
         except MLPlatformError as exc:
             raise BackendError(f"cannot deploy {name}: {exc.message}") from exc
         self._connect()
         current = self._serve.status().applications.get(name)
-        if current is not None and deployment_name in current.deployments and _STATES.get(_text(current.status)) != "failed":
+        if (
+            current is not None
+            and deployment_name in current.deployments
+            and _STATES.get(_text(current.status)) != "failed"
+        ):
             return name
         from plugins_contrib.ray_serve.replica import ModelReplica
 
@@ -139,7 +155,9 @@ class RayServeTarget(DeploymentTarget):
         try:
             # serve._run(_blocking=False) returns once the controller has the config; serve.run
             # would block until RUNNING (minutes for a big model) and raise on failure.
-            self._serve._run(app, _blocking=False, name=name, route_prefix=f"/{name}" if self.settings["http"] else None)
+            self._serve._run(
+                app, _blocking=False, name=name, route_prefix=f"/{name}" if self.settings["http"] else None
+            )
         except Exception as exc:
             raise BackendError(f"Ray Serve refused {name}: {type(exc).__name__}: {exc}") from exc
         return name

@@ -37,7 +37,9 @@ class S3Config(Schema):
     bucket = fields.String(required=True, validate=validate.Length(min=3, max=63))
     prefix = fields.String(load_default="", metadata={"description": "key prefix for every artifact, e.g. mlplatform/"})
     endpoint_url = fields.Url(
-        load_default=None, require_tld=False, schemes={"http", "https"},
+        load_default=None,
+        require_tld=False,
+        schemes={"http", "https"},
         metadata={"description": "for S3-compatible stores (MinIO, Ceph); default: AWS"},
     )
     region = fields.String(load_default=None, metadata={"description": "e.g. eu-west-1; default: boto3's"})
@@ -45,11 +47,16 @@ class S3Config(Schema):
         load_default=None, metadata={"secret": True, "description": "default: boto3's credential chain"}
     )
     secret_access_key = fields.String(load_default=None, metadata={"secret": True})
-    session_token = fields.String(load_default=None, metadata={"secret": True, "description": "for temporary credentials"})
+    session_token = fields.String(
+        load_default=None, metadata={"secret": True, "description": "for temporary credentials"}
+    )
     addressing_style = fields.String(load_default="auto", validate=validate.OneOf(["auto", "path", "virtual"]))
-    create_bucket = fields.Boolean(load_default=False, metadata={"description": "create the bucket at start-up if missing"})
+    create_bucket = fields.Boolean(
+        load_default=False, metadata={"description": "create the bucket at start-up if missing"}
+    )
     chunk_size = fields.Integer(
-        load_default=8 * MiB, validate=validate.Range(min=5 * MiB, max=5 * 1024 * MiB),
+        load_default=8 * MiB,
+        validate=validate.Range(min=5 * MiB, max=5 * 1024 * MiB),
         metadata={"description": "bytes per multipart part (S3's minimum is 5 MiB)"},
     )
     max_concurrency = fields.Integer(
@@ -146,7 +153,7 @@ class S3ArtifactStore(ArtifactStore):
                 for item in page.get("Contents", []):
                     if item["Key"].endswith("/"):
                         continue  # a "folder" marker some consoles create, not a file
-                    yield ArtifactInfo(item["Key"][len(self._root):], item["Size"], item.get("LastModified"))
+                    yield ArtifactInfo(item["Key"][len(self._root) :], item["Size"], item.get("LastModified"))
 
     def delete(self, path: str) -> None:
         path = path.rstrip("/")
@@ -211,12 +218,16 @@ class S3ArtifactStore(ArtifactStore):
             if code == "NoSuchBucket":
                 return BackendError(f"S3 bucket {self.bucket!r} does not exist; create it or set create_bucket: true")
             if code in DENIED_CODES:
-                return BackendError(f"S3 refused to {action} {where}: {code}; check the credentials and the bucket policy")
+                return BackendError(
+                    f"S3 refused to {action} {where}: {code}; check the credentials and the bucket policy"
+                )
             message = exc.response.get("Error", {}).get("Message", "")
             return BackendError(self._scrub(f"S3 could not {action} {where}: {code} {message}".rstrip()))
         name = type(exc).__name__
         if name in {"NoCredentialsError", "PartialCredentialsError"}:
-            return BackendError("no S3 credentials: set access_key_id and secret_access_key, or give the process AWS credentials")
+            return BackendError(
+                "no S3 credentials: set access_key_id and secret_access_key, or give the process AWS credentials"
+            )
         return BackendError(self._scrub(f"S3 could not {action} {where}: {name}: {exc}"))
 
     def _scrub(self, message: str) -> str:
@@ -226,4 +237,6 @@ class S3ArtifactStore(ArtifactStore):
 
 
 def _code(exc: Any) -> str:
-    return str(exc.response.get("Error", {}).get("Code", exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")))
+    return str(
+        exc.response.get("Error", {}).get("Code", exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    )

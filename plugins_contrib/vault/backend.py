@@ -50,18 +50,28 @@ class VaultUnavailable(ConfigError, BackendError):
 
 class VaultConfig(Schema):
     url = fields.Url(
-        required=True, require_tld=False, schemes={"http", "https"},
+        required=True,
+        require_tld=False,
+        schemes={"http", "https"},
         metadata={"description": "server address, e.g. https://vault.example.com:8200"},
     )
-    mount = fields.String(load_default="secret", validate=validate.Length(min=1), metadata={"description": "KV v2 mount point"})
+    mount = fields.String(
+        load_default="secret", validate=validate.Length(min=1), metadata={"description": "KV v2 mount point"}
+    )
     auth_method = fields.String(load_default="token", validate=validate.OneOf(["token", "approle"]))
     token = fields.String(load_default=None, metadata={"secret": True, "description": "for auth_method token"})
     role_id = fields.String(load_default=None, metadata={"secret": True, "description": "for auth_method approle"})
     secret_id = fields.String(load_default=None, metadata={"secret": True, "description": "for auth_method approle"})
     approle_mount = fields.String(load_default="approle", validate=validate.Length(min=1))
     namespace = fields.String(load_default=None, metadata={"description": "Vault Enterprise / OpenBao namespace"})
-    cache_ttl = fields.Float(load_default=60.0, validate=validate.Range(min=0), metadata={"description": "seconds; 0 disables"})
-    timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0, min_inclusive=False), metadata={"description": "seconds per request"})
+    cache_ttl = fields.Float(
+        load_default=60.0, validate=validate.Range(min=0), metadata={"description": "seconds; 0 disables"}
+    )
+    timeout = fields.Float(
+        load_default=10.0,
+        validate=validate.Range(min=0, min_inclusive=False),
+        metadata={"description": "seconds per request"},
+    )
     verify = fields.Boolean(load_default=True, metadata={"description": "verify the server's TLS certificate"})
     ca_cert = fields.String(load_default=None, metadata={"description": "CA bundle file to verify against"})
 
@@ -70,7 +80,9 @@ class VaultConfig(Schema):
         required = {"token": ["token"], "approle": ["role_id", "secret_id"]}[data.get("auth_method", "token")]
         for name in required:
             if not data.get(name):
-                raise ValidationError(f"required when auth_method is {data.get('auth_method', 'token')!r}", field_name=name)
+                raise ValidationError(
+                    f"required when auth_method is {data.get('auth_method', 'token')!r}", field_name=name
+                )
 
 
 class VaultSecrets(SecretBackend):
@@ -174,15 +186,22 @@ class VaultSecrets(SecretBackend):
             ) from None
         except (exc.Forbidden, exc.Unauthorized):
             raise SecretAccessDenied(
-                "", f"read of secret {ref} denied: permission denied on {self._mount}/data/{path} "
+                "",
+                f"read of secret {ref} denied: permission denied on {self._mount}/data/{path} "
                 "(the token's policies do not allow it, or the token is invalid or expired)",
             ) from None
         except (exc.VaultDown, exc.VaultNotInitialized):
-            raise VaultUnavailable("", f"cannot read secret {ref}: the vault at {self._url} is sealed or not initialised") from None
+            raise VaultUnavailable(
+                "", f"cannot read secret {ref}: the vault at {self._url} is sealed or not initialised"
+            ) from None
         except (exc.InternalServerError, exc.BadGateway, exc.RateLimitExceeded, exc.UnexpectedError) as error:
-            raise VaultUnavailable("", f"cannot read secret {ref}: the vault at {self._url} failed: {self._reason(error)}") from None
+            raise VaultUnavailable(
+                "", f"cannot read secret {ref}: the vault at {self._url} failed: {self._reason(error)}"
+            ) from None
         except exc.VaultError as error:
-            raise ConfigError("", f"cannot read secret {ref}: the vault refused the request: {self._reason(error)}") from None
+            raise ConfigError(
+                "", f"cannot read secret {ref}: the vault refused the request: {self._reason(error)}"
+            ) from None
         except self._request_error as error:
             raise VaultUnavailable(
                 "", f"cannot read secret {ref}: the vault at {self._url} is unreachable ({type(error).__name__})"
@@ -245,10 +264,15 @@ class VaultSecrets(SecretBackend):
                 secret_id=self._credentials["secret_id"],
                 mount_point=self._approle_mount,
             )["auth"]
-        except (self._exceptions.InvalidRequest, self._exceptions.Forbidden, self._exceptions.Unauthorized,
-                self._exceptions.InvalidPath) as error:
+        except (
+            self._exceptions.InvalidRequest,
+            self._exceptions.Forbidden,
+            self._exceptions.Unauthorized,
+            self._exceptions.InvalidPath,
+        ) as error:
             raise SecretAccessDenied(
-                "", f"cannot read secret {ref}: AppRole login at auth/{self._approle_mount} refused: {self._reason(error)}"
+                "",
+                f"cannot read secret {ref}: AppRole login at auth/{self._approle_mount} refused: {self._reason(error)}",
             ) from None
         self._token_known = True
         self._set_lease(float(auth.get("lease_duration") or 0), bool(auth.get("renewable")))

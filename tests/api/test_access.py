@@ -13,7 +13,9 @@ WRITE_METHODS = {"post", "put", "patch", "delete"}
 
 def spec_operations(api: Api) -> list[tuple[str, str]]:
     spec = api.get("/api/v1/openapi.json", token=None).json
-    return [(path, method) for path, item in spec["paths"].items() for method in item if method in WRITE_METHODS | {"get"}]
+    return [
+        (path, method) for path, item in spec["paths"].items() for method in item if method in WRITE_METHODS | {"get"}
+    ]
 
 
 def concrete(path: str) -> str:
@@ -70,7 +72,12 @@ def test_viewer_cannot_write(api: Api) -> None:
         permission = permission_for(api.app.view_functions[endpoint], method.upper())
         if permission.scope == "authenticated" or permission.role == "viewer":
             continue  # your own tokens and new projects are anyone's; some POSTs only read
-        response = api.call(method.upper(), concrete(path), token=viewer, json={"role": "viewer", "description": "x", "username": "x", "name": "x"})
+        response = api.call(
+            method.upper(),
+            concrete(path),
+            token=viewer,
+            json={"role": "viewer", "description": "x", "username": "x", "name": "x"},
+        )
         assert response.status_code == 403, (method, path, response.json)
         checked += 1
     assert checked >= 5

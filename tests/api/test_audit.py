@@ -21,7 +21,9 @@ def test_changes_are_audited_and_filterable(api: Api) -> None:
     assert [e["action"] for e in events] == ["project.create", "member.set_role", "member.set_role"]
     assert events[-1]["summary"] == {"from": "developer", "to": "maintainer"}
     assert events[-1]["actor"] == "admin"
-    only_roles = api.get("/api/v1/projects/p1/audit", query_string={"action": "member.set_role", "resource_id": "p1/ann"}).json
+    only_roles = api.get(
+        "/api/v1/projects/p1/audit", query_string={"action": "member.set_role", "resource_id": "p1/ann"}
+    ).json
     assert len(only_roles["items"]) == 2
     everything = api.get("/api/v1/audit").json["items"]
     actions = [e["action"] for e in everything]
@@ -86,7 +88,14 @@ def test_concurrent_writers_never_fork_the_chain(platform) -> None:
         try:
             for i in range(10):
                 with platform.db.write() as session:
-                    audit.record(session, actor=f"w{n}", action="test.write", resource_type="thing", resource_id=f"{n}-{i}", project="p1")
+                    audit.record(
+                        session,
+                        actor=f"w{n}",
+                        action="test.write",
+                        resource_type="thing",
+                        resource_id=f"{n}-{i}",
+                        project="p1",
+                    )
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 

@@ -34,7 +34,10 @@ def test_bad_bodies_name_the_field_and_write_nothing(api: Api) -> None:
     assert response.status_code == 400 and set(response.json) == SHAPE
     with api.platform.db.read() as session:
         assert session.scalar(select(func.count()).select_from(Project)) == 0
-        assert session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "project.create")) == 0
+        assert (
+            session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "project.create"))
+            == 0
+        )
 
 
 def test_oversize_body_is_413(make_api) -> None:

@@ -25,9 +25,24 @@ def run(tmp_path, monkeypatch, new_database_url):
 
 
 def test_every_command_has_help(run) -> None:
-    commands = ["serve", "worker", "db upgrade", "plugins", "config check", "users create", "users create-admin",
-                "tokens create", "tokens revoke", "audit verify", "experiments list", "experiments create",
-                "runs search", "runs show", "artifacts upload", "artifacts download"]
+    commands = [
+        "serve",
+        "worker",
+        "db upgrade",
+        "plugins",
+        "config check",
+        "users create",
+        "users create-admin",
+        "tokens create",
+        "tokens revoke",
+        "audit verify",
+        "experiments list",
+        "experiments create",
+        "runs search",
+        "runs show",
+        "artifacts upload",
+        "artifacts download",
+    ]
     for command in commands:
         output = run(*command.split(), "--help")
         assert "Usage:" in output and len(output.splitlines()) > 3, command

@@ -50,7 +50,11 @@ def test_production_example_validates(registry, monkeypatch, tmp_path) -> None:
 @pytest.mark.parametrize(
     "raw, path, message",
     [
-        ({"artifact_store": {"backend": "local", "options": {"rot": "x"}}}, "artifact_store.options.rot", "unknown key"),
+        (
+            {"artifact_store": {"backend": "local", "options": {"rot": "x"}}},
+            "artifact_store.options.rot",
+            "unknown key",
+        ),
         ({"artifact_store": {"backend": "s4"}}, "artifact_store.backend", "'s4' is not installed"),
         ({"databse": {}}, "databse", "unknown key"),
         ({"server": {"port": "many"}}, "server.port", "Not a valid integer"),
@@ -58,7 +62,11 @@ def test_production_example_validates(registry, monkeypatch, tmp_path) -> None:
         ({"environments": [{"name": "staging", "target": "k8s"}]}, "environments.0.target", "unknown target 'k8s'"),
         ({"secrets": {"backend": "file", "options": {}}}, "secrets.options.root", "missing required field"),
         ({"monitoring": {"drift_metrics": ["psi", "nope"]}}, "monitoring.drift_metrics.1", "'nope' is not installed"),
-        ({"alert_channels": [{"name": "x", "backend": "webhook", "options": {}}]}, "alert_channels.0.options.url", "missing required field"),
+        (
+            {"alert_channels": [{"name": "x", "backend": "webhook", "options": {}}]},
+            "alert_channels.0.options.url",
+            "missing required field",
+        ),
     ],
 )
 def test_errors_carry_their_dotted_path(registry, raw, path, message) -> None:
@@ -77,8 +85,16 @@ def test_references_resolve_or_fail(registry, monkeypatch, tmp_path) -> None:
         {
             "database": {"url": {"$env": "MLP_TEST_URL"}},
             "alert_channels": [
-                {"name": "a", "backend": "webhook", "options": {"url": "http://x", "secret": {"$file": str(secret_file)}}},
-                {"name": "b", "backend": "webhook", "options": {"url": "http://x", "secret": {"$secret": "mlplatform/hook#secret"}}},
+                {
+                    "name": "a",
+                    "backend": "webhook",
+                    "options": {"url": "http://x", "secret": {"$file": str(secret_file)}},
+                },
+                {
+                    "name": "b",
+                    "backend": "webhook",
+                    "options": {"url": "http://x", "secret": {"$secret": "mlplatform/hook#secret"}},
+                },
             ],
         },
         registry,
@@ -91,7 +107,18 @@ def test_references_resolve_or_fail(registry, monkeypatch, tmp_path) -> None:
     with pytest.raises(ConfigError, match="database.url: cannot read file"):
         load({"database": {"url": {"$file": str(tmp_path / "missing")}}}, registry)
     with pytest.raises(ConfigError, match=r"alert_channels.0.options.secret: secret mlplatform/nope#k not found"):
-        load({"alert_channels": [{"name": "a", "backend": "webhook", "options": {"url": "u", "secret": {"$secret": "mlplatform/nope#k"}}}]}, registry)
+        load(
+            {
+                "alert_channels": [
+                    {
+                        "name": "a",
+                        "backend": "webhook",
+                        "options": {"url": "u", "secret": {"$secret": "mlplatform/nope#k"}},
+                    }
+                ]
+            },
+            registry,
+        )
     with pytest.raises(ConfigError, match="must look like 'path#key'"):
         load({"database": {"url": {"$secret": "no-key"}}}, registry)
 

@@ -123,19 +123,33 @@ def test_check_promotion_collects_every_policy() -> None:
     def not_on_fridays(context):  # an implementation may take fewer arguments
         return [PolicyResult("calendar", context["weekday"] != "friday", "no friday deploys")]
 
-    pm = build_plugin_manager(extra_plugins=[plugin(check_promotion=needs_accuracy), plugin(check_promotion=not_on_fridays)])
-    results = [r for batch in pm.hook.check_promotion(version={"accuracy": 0.8}, environment={"min_accuracy": 0.9}, context={"weekday": "friday"}) for r in batch]
+    pm = build_plugin_manager(
+        extra_plugins=[plugin(check_promotion=needs_accuracy), plugin(check_promotion=not_on_fridays)]
+    )
+    results = [
+        r
+        for batch in pm.hook.check_promotion(
+            version={"accuracy": 0.8}, environment={"min_accuracy": 0.9}, context={"weekday": "friday"}
+        )
+        for r in batch
+    ]
     assert sorted((r.policy, r.passed) for r in results) == [("accuracy", False), ("calendar", False)]
 
 
 def test_register_deployment_targets_and_model_flavors_are_selectable(make_platform) -> None:
     platform = make_platform(
-        {"deployment_targets": [{"name": "edge", "backend": "echo", "options": {"replicas": 3}}],
-         "environments": [{"name": "staging", "target": "edge"}]},
-        extra_plugins=[plugin(register_deployment_targets=lambda: [EchoTarget], register_model_flavors=lambda: [ConstantFlavor])],
+        {
+            "deployment_targets": [{"name": "edge", "backend": "echo", "options": {"replicas": 3}}],
+            "environments": [{"name": "staging", "target": "edge"}],
+        },
+        extra_plugins=[
+            plugin(register_deployment_targets=lambda: [EchoTarget], register_model_flavors=lambda: [ConstantFlavor])
+        ],
     )
     target_config = platform.config["deployment_targets"][0]
-    target = platform.backend("deployment_target", target_config["backend"], target_config["options"], "deployment_targets.0")
+    target = platform.backend(
+        "deployment_target", target_config["backend"], target_config["options"], "deployment_targets.0"
+    )
     assert target.options == {"replicas": 3} and target.status("m:1").state == "healthy"
     assert "constant" in platform.pm.backends.names("model_flavor")
     with pytest.raises(ConfigError, match=r"deployment_targets.0.options.replica: unknown key"):

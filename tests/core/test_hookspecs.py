@@ -12,8 +12,15 @@ from mlplatform.core import hookspecs
 HOOKS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "mlplatform_spec")]
 TESTS = Path(__file__).resolve().parents[1]
 DESIGN_HOOKS = {
-    "register_artifact_stores", "register_deployment_targets", "register_drift_metrics", "register_alert_channels",
-    "register_auth_backends", "register_secret_backends", "register_model_flavors", "check_promotion", "platform_event",
+    "register_artifact_stores",
+    "register_deployment_targets",
+    "register_drift_metrics",
+    "register_alert_channels",
+    "register_auth_backends",
+    "register_secret_backends",
+    "register_model_flavors",
+    "check_promotion",
+    "platform_event",
 }
 
 

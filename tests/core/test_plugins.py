@@ -86,8 +86,16 @@ def test_block_and_require() -> None:
 
 def test_an_extra_plugin_backend_is_selectable(make_platform) -> None:
     platform = make_platform(
-        {"secrets": {"backend": "memory", "options": {"values": {"db#password": "s3cret"}}},
-         "alert_channels": [{"name": "hook", "backend": "webhook", "options": {"url": "http://127.0.0.1:1/x", "secret": {"$secret": "db#password"}}}]},
+        {
+            "secrets": {"backend": "memory", "options": {"values": {"db#password": "s3cret"}}},
+            "alert_channels": [
+                {
+                    "name": "hook",
+                    "backend": "webhook",
+                    "options": {"url": "http://127.0.0.1:1/x", "secret": {"$secret": "db#password"}},
+                }
+            ],
+        },
         extra_plugins=[plugin(register_secret_backends=lambda: [MemorySecrets])],
     )
     assert platform.secrets.name == "memory"

@@ -28,7 +28,10 @@ ENVIRONMENTS = [
     {"name": "staging", "target": "local"},
     {"name": "production", "target": "local", "approvals": 1, "promotion_only": True},
 ]
-SIGNATURE = {"inputs": [{"name": "x1", "type": "double"}, {"name": "x2", "type": "double"}], "outputs": [{"type": "long"}]}
+SIGNATURE = {
+    "inputs": [{"name": "x1", "type": "double"}, {"name": "x2", "type": "double"}],
+    "outputs": [{"type": "long"}],
+}
 BASE = f"/api/v1/projects/{PROJECT}/models/{MODEL}/deployments"
 
 
@@ -87,8 +90,15 @@ def add_version(
             session.add(registered)
             session.flush()
         version = ModelVersion(
-            model_id=registered.id, version=number, status=status, flavor="sklearn", signature=signature,
-            artifact_uri=prefix, artifact_sha256=sha, archived=archived, created_by="test",
+            model_id=registered.id,
+            version=number,
+            status=status,
+            flavor="sklearn",
+            signature=signature,
+            artifact_uri=prefix,
+            artifact_sha256=sha,
+            archived=archived,
+            created_by="test",
         )
         session.add(version)
         session.flush()
@@ -97,7 +107,9 @@ def add_version(
 
 def deploy(api: Api, version: int | str, *, env: str = "staging", model: str = MODEL, **body: Any) -> Any:
     """PUT a deployment, expect 202, wait for the job; return the deployment as GET shows it."""
-    response = api.put(f"/api/v1/projects/{PROJECT}/models/{model}/deployments/{env}", json={"version": version, **body})
+    response = api.put(
+        f"/api/v1/projects/{PROJECT}/models/{model}/deployments/{env}", json={"version": version, **body}
+    )
     assert response.status_code == 202, response.json
     assert api.platform.jobs.wait_idle(30)
     return api.get(f"/api/v1/projects/{PROJECT}/models/{model}/deployments/{env}").json

@@ -41,11 +41,22 @@ def test_gateway_writes_parquet_records(dapi: Callable[..., Api], tmp_path: Path
     now = dt.datetime.now(dt.UTC)
     assert path.startswith(f"monitoring/acme/churn/staging/{now:%Y-%m-%d}/") and path.endswith(".parquet")
     table = tables[0]
-    assert {"request_id", "timestamp", "version", "output", "latency_ms", "status", "source", "error",
-            "inputs.x1", "inputs.x2"} <= set(table.column_names)
+    assert {
+        "request_id",
+        "timestamp",
+        "version",
+        "output",
+        "latency_ms",
+        "status",
+        "source",
+        "error",
+        "inputs.x1",
+        "inputs.x2",
+    } <= set(table.column_names)
     rows = table.to_pylist()
     assert [(r["request_id"], r["version"], r["status"], r["output"], r["inputs.x1"]) for r in rows] == [
-        ("r-ok", 1, 200, 0, 0.0), ("r-ok", 1, 200, 1, 1.1)
+        ("r-ok", 1, 200, 0, 0.0),
+        ("r-ok", 1, 200, 1, 1.1),
     ]
     assert rows[0]["latency_ms"] > 0 and rows[0]["source"] == "gateway" and rows[0]["error"] is None
 
@@ -72,8 +83,9 @@ def record(index: int, when: dt.datetime | None = None) -> CaptureRecord:
     import pandas as pd
 
     frame = pd.DataFrame({"x1": [float(index)], "tag": ["a"]})
-    return CaptureRecord("acme", "churn", "staging", 1, f"r{index}", when or dt.datetime.now(dt.UTC),
-                         1.5, 200, None, frame, [[0.1, 0.9]])
+    return CaptureRecord(
+        "acme", "churn", "staging", 1, f"r{index}", when or dt.datetime.now(dt.UTC), 1.5, 200, None, frame, [[0.1, 0.9]]
+    )
 
 
 @pytest.mark.parametrize("db_kind", ["sqlite"])
@@ -107,7 +119,8 @@ def test_records_split_by_hour(tmp_path: Path) -> None:
     assert capture.flush(10)
     paths = sorted(info.path for info in store.list("monitoring/"))
     assert [p.rsplit("/", 1)[0] for p in paths] == [
-        "monitoring/acme/churn/staging/2026-01-02/03", "monitoring/acme/churn/staging/2026-01-02/04"
+        "monitoring/acme/churn/staging/2026-01-02/03",
+        "monitoring/acme/churn/staging/2026-01-02/04",
     ]
     capture.close()
 

@@ -71,7 +71,9 @@ def test_refusals(api: Api, tmp_path: Path) -> None:
         response = api.put(f"{BASE}/staging", json={"version": number})
         assert response.status_code == 409 and word in response.json["message"], response.json
     assert api.put(f"{BASE}/staging", json={"version": 9}).status_code == 404
-    assert api.put(f"/api/v1/projects/{PROJECT}/models/nope/deployments/staging", json={"version": 1}).status_code == 404
+    assert (
+        api.put(f"/api/v1/projects/{PROJECT}/models/nope/deployments/staging", json={"version": 1}).status_code == 404
+    )
     assert api.put(f"{BASE}/staging", json={"version": True}).status_code == 422
     assert api.put(f"{BASE}/staging", json={"version": 1, "weight": 0}).status_code == 422
     response = api.put(f"{BASE}/staging", json={"version": 1, "weight": 50})

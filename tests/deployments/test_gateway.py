@@ -72,7 +72,10 @@ def test_traffic_split_and_pinning(dapi: Callable[..., Api], tmp_path: Path) -> 
     assert 0.15 <= counts[2] / 1000 <= 0.25, counts
 
     for header in ("1", "v2"):
-        versions = {predict(api, {"instances": ROWS}, headers={"X-MLPlatform-Version": header}).json["version"] for _ in range(20)}
+        versions = {
+            predict(api, {"instances": ROWS}, headers={"X-MLPlatform-Version": header}).json["version"]
+            for _ in range(20)
+        }
         assert versions == {int(header.lstrip("v"))}
     response = predict(api, {"instances": ROWS}, headers={"X-MLPlatform-Version": "3"})
     assert response.status_code == 404 and "not deployed" in response.json["message"]
@@ -129,8 +132,12 @@ def test_redis_token_bucket_against_real_redis(redis_bucket: RedisTokenBucket) -
         slow.close()
 
 
-def test_redis_rate_limit_through_the_api(dapi: Callable[..., Api], tmp_path: Path, redis_bucket: RedisTokenBucket) -> None:
-    api = dapi({"gateway": {"rate_limit": {"backend": "redis", "url": REDIS_URL, "requests_per_second": 0.2, "burst": 1}}})
+def test_redis_rate_limit_through_the_api(
+    dapi: Callable[..., Api], tmp_path: Path, redis_bucket: RedisTokenBucket
+) -> None:
+    api = dapi(
+        {"gateway": {"rate_limit": {"backend": "redis", "url": REDIS_URL, "requests_per_second": 0.2, "burst": 1}}}
+    )
     add_version(api.platform, tmp_path, 1)
     deploy(api, 1)
     gateway = api.app.extensions["mlplatform_gateway"]

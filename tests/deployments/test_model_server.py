@@ -24,7 +24,10 @@ def test_serves_one_version(api: Api, tmp_path: Path) -> None:
 
     response = client.post("/predict", json={"instances": ROWS}, headers={"X-Request-ID": "abc"})
     assert response.json == {"predictions": [0, 1], "version": 1, "request_id": "abc"}
-    assert client.post("/predict", json={"records": ROWS}).json["predictions"] == [0, 1]  # the kubernetes target's shape
+    assert client.post("/predict", json={"records": ROWS}).json["predictions"] == [
+        0,
+        1,
+    ]  # the kubernetes target's shape
     assert client.post("/predict", json={"columns": ["x1", "x2"], "data": [[1.1, 0.1]]}).json["predictions"] == [1]
     response = client.post("/predict", json={"instances": [{"x1": "a", "x2": 1.0}]})
     assert response.status_code == 422 and "'x1'" in response.json["message"]

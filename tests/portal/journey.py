@@ -137,16 +137,28 @@ def send_traffic(portal: LivePortal) -> list[dt.datetime]:
     hour's predictions through the gateway with x1 shifted; every window computed in order."""
     api, base = portal.api, f"/api/v1/projects/{PROJECT}/models/{MODEL}"
     rng = np.random.default_rng(3)
-    reference = "x1,x2\n" + "\n".join(f"{a:.4f},{b:.4f}" for a, b in zip(rng.normal(0.5, 0.1, 2000), rng.normal(0.5, 0.1, 2000), strict=True))
+    reference = "x1,x2\n" + "\n".join(
+        f"{a:.4f},{b:.4f}" for a, b in zip(rng.normal(0.5, 0.1, 2000), rng.normal(0.5, 0.1, 2000), strict=True)
+    )
     for version in (1, 2):
-        assert api.put(f"{base}/versions/{version}/reference", data=reference, content_type="text/csv").status_code in (200, 201)
+        assert api.put(f"{base}/versions/{version}/reference", data=reference, content_type="text/csv").status_code in (
+            200,
+            201,
+        )
     now = dt.datetime.now(dt.UTC)
     current = now.replace(minute=0, second=0, microsecond=0)
     starts = [current - dt.timedelta(hours=h) for h in (3, 2, 1)] + [current]
     for start in starts[:-1]:
-        records = [{"timestamp": (start + dt.timedelta(seconds=6 * i)).isoformat(), "latency_ms": float(4 + i % 5), "status": 200,
-                    "inputs": {"x1": float(rng.normal(0.5, 0.1)), "x2": float(rng.normal(0.5, 0.1))}, "output": i % 2}
-                   for i in range(600)]
+        records = [
+            {
+                "timestamp": (start + dt.timedelta(seconds=6 * i)).isoformat(),
+                "latency_ms": float(4 + i % 5),
+                "status": 200,
+                "inputs": {"x1": float(rng.normal(0.5, 0.1)), "x2": float(rng.normal(0.5, 0.1))},
+                "output": i % 2,
+            }
+            for i in range(600)
+        ]
         assert api.post(f"{base}/deployments/production/events", json={"records": records}).json["accepted"] == 600
     with Client(portal.url, portal.api.admin_token, project=PROJECT) as client:
         for _ in range(6):

@@ -27,7 +27,9 @@ def test_sign_in_sets_a_safe_cookie_and_shows_projects(api: Api) -> None:
     api.post("/api/v1/projects", json={"name": "p1", "description": "first"})
     api.post("/api/v1/projects", json={"name": "p2"})
     page = api.client.get("/login")
-    response = api.client.post("/login", data={"token": api.admin_token, "csrf_token": csrf(page.get_data(as_text=True))})
+    response = api.client.post(
+        "/login", data={"token": api.admin_token, "csrf_token": csrf(page.get_data(as_text=True))}
+    )
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert api.admin_token not in cookie  # the cookie is signed; it carries the token only inside the signed payload

@@ -28,8 +28,13 @@ def portal_config() -> dict[str, Any]:
     return {
         "environments": [
             {"name": "staging", "target": "local"},
-            {"name": "production", "target": "local", "promotion_only": True, "approvals": 1,
-             "policies": {"min_metrics": {"accuracy": 0.5}}},
+            {
+                "name": "production",
+                "target": "local",
+                "promotion_only": True,
+                "approvals": 1,
+                "policies": {"min_metrics": {"accuracy": 0.5}},
+            },
         ],
         "promotion": {"bake_time": 1.0, "retire_previous": False, "guard": {"period": 0, "check_interval": 0.1}},
         "gateway": {"rate_limit": {"requests_per_second": 1e6, "burst": 1_000_000}},

@@ -28,8 +28,12 @@ def test_environments_are_listed_empty_with_their_rules(world: World) -> None:
 def test_deploy_shows_traffic_and_history(world: World) -> None:
     world.sign_in("dev")
     world.register()
-    response = world.post(f"{P}/deployments/deploy", {"environment": "staging", "model": "churn", "version": "latest", "weight": "100"})
-    assert response.status_code == 302 and response.headers["Location"].endswith(f"{P}/models/churn/deployments/staging")
+    response = world.post(
+        f"{P}/deployments/deploy", {"environment": "staging", "model": "churn", "version": "latest", "weight": "100"}
+    )
+    assert response.status_code == 302 and response.headers["Location"].endswith(
+        f"{P}/models/churn/deployments/staging"
+    )
     world.wait()
     html = world.page(f"{P}/models/churn/deployments/staging")
     assert "status-healthy" in html and "v1" in html and "100%" in html
@@ -56,16 +60,26 @@ def test_undeploy(world: World) -> None:
 def test_deploy_errors_are_shown(world: World) -> None:
     world.sign_in("dev")
     world.register()
-    response = world.post(f"{P}/deployments/deploy", {"environment": "production", "model": "churn", "version": "1", "weight": "100"})
+    response = world.post(
+        f"{P}/deployments/deploy", {"environment": "production", "model": "churn", "version": "1", "weight": "100"}
+    )
     html = response.get_data(as_text=True)
     assert response.status_code == 409 and "only takes promotions" in html
-    response = world.post(f"{P}/deployments/deploy", {"environment": "staging", "model": "churn", "version": "7", "weight": "100"})
+    response = world.post(
+        f"{P}/deployments/deploy", {"environment": "staging", "model": "churn", "version": "7", "weight": "100"}
+    )
     html = response.get_data(as_text=True)
     assert response.status_code == 404 and "has no version 7" in html and 'id="version-staging-error"' in html
-    response = world.post(f"{P}/deployments/deploy", {"environment": "staging", "model": "churn", "version": "1", "weight": "50"})
+    response = world.post(
+        f"{P}/deployments/deploy", {"environment": "staging", "model": "churn", "version": "1", "weight": "50"}
+    )
     html = response.get_data(as_text=True)
-    assert response.status_code == 422 and "needs another version serving" in html and 'id="weight-staging-error"' in html
-    response = world.post(f"{P}/deployments/deploy", {"environment": "staging", "model": "churn", "version": "", "weight": "x"})
+    assert (
+        response.status_code == 422 and "needs another version serving" in html and 'id="weight-staging-error"' in html
+    )
+    response = world.post(
+        f"{P}/deployments/deploy", {"environment": "staging", "model": "churn", "version": "", "weight": "x"}
+    )
     assert response.status_code == 400 and 'aria-invalid="true"' in response.get_data(as_text=True)
 
 

@@ -49,10 +49,14 @@ def test_register_errors_are_shown_beside_their_fields(world: World) -> None:
     response = world.post(f"{P}/models/register", {"run_id": "nope", "artifact_path": "model", "model": "churn"})
     html = response.get_data(as_text=True)
     assert response.status_code == 404 and "run &#39;nope&#39; does not exist" in html and 'id="f-run_id-error"' in html
-    response = world.post(f"{P}/models/register", {"run_id": world.run_id, "artifact_path": "nothing-here", "model": "churn"})
+    response = world.post(
+        f"{P}/models/register", {"run_id": world.run_id, "artifact_path": "nothing-here", "model": "churn"}
+    )
     html = response.get_data(as_text=True)
     assert response.status_code == 422 and "no artifacts under" in html and 'id="f-artifact_path-error"' in html
-    response = world.post(f"{P}/models/register", {"run_id": world.run_id, "artifact_path": "model", "model": "bad name!"})
+    response = world.post(
+        f"{P}/models/register", {"run_id": world.run_id, "artifact_path": "model", "model": "bad name!"}
+    )
     assert response.status_code == 400 and 'id="f-model-error"' in response.get_data(as_text=True)
 
 

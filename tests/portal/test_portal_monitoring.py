@@ -28,7 +28,9 @@ def world(make_api: Callable[..., Api], db_kind: str, tmp_path: Path) -> World:
 
 def reference_csv(rows: int = 2000) -> bytes:
     rng = np.random.default_rng(0)
-    lines = ["x1,x2"] + [f"{a:.4f},{b:.4f}" for a, b in zip(rng.normal(0.5, 0.1, rows), rng.normal(0.5, 0.1, rows), strict=True)]
+    lines = ["x1,x2"] + [
+        f"{a:.4f},{b:.4f}" for a, b in zip(rng.normal(0.5, 0.1, rows), rng.normal(0.5, 0.1, rows), strict=True)
+    ]
     return "\n".join(lines).encode()
 
 
@@ -46,8 +48,16 @@ def monitored(world: World, *, shift: float = 0.0, windows: int = 2) -> list[dt.
     for index, start in enumerate(starts):
         drift = shift if index == len(starts) - 1 else 0.0
         records = [
-            {"timestamp": (start + dt.timedelta(seconds=6 * i)).isoformat(), "inputs": {"x1": float(rng.normal(0.5 + drift, 0.1)),
-             "x2": float(rng.normal(0.5, 0.1)) if i % 10 else None}, "output": int(i % 3 == 0), "latency_ms": 5.0 + i % 7, "status": 200}
+            {
+                "timestamp": (start + dt.timedelta(seconds=6 * i)).isoformat(),
+                "inputs": {
+                    "x1": float(rng.normal(0.5 + drift, 0.1)),
+                    "x2": float(rng.normal(0.5, 0.1)) if i % 10 else None,
+                },
+                "output": int(i % 3 == 0),
+                "latency_ms": 5.0 + i % 7,
+                "status": 200,
+            }
             for i in range(600)
         ]
         response = world.api.post(f"{API}/models/churn/deployments/staging/events", json={"records": records})
@@ -58,8 +68,20 @@ def monitored(world: World, *, shift: float = 0.0, windows: int = 2) -> list[dt.
 
 
 def create_rule(world: World, **fields: Any) -> Any:
-    body = {"name": "psi-high", "metric": "psi", "scope": "any", "feature": "", "comparison": ">", "threshold": "0.2",
-            "for_windows": "1", "severity": "critical", "model": "", "environment": "", "enabled": "on", **fields}
+    body = {
+        "name": "psi-high",
+        "metric": "psi",
+        "scope": "any",
+        "feature": "",
+        "comparison": ">",
+        "threshold": "0.2",
+        "for_windows": "1",
+        "severity": "critical",
+        "model": "",
+        "environment": "",
+        "enabled": "on",
+        **fields,
+    }
     return world.post(f"{P}/alert-rules", body)
 
 
@@ -77,12 +99,14 @@ def test_heat_map_charts_and_latest_window(world: World) -> None:
     world.sign_in("dev")
     starts = monitored(world, shift=0.4)
     html = world.page(MONITORING)
-    heat = html[html.index('<table class="heatmap">'):html.index("</table>", html.index('<table class="heatmap">'))]
+    heat = html[html.index('<table class="heatmap">') : html.index("</table>", html.index('<table class="heatmap">'))]
     assert re.search(r'<th scope="row">x1</th>', heat) and re.search(r'<th scope="row">x2</th>', heat)
     assert "hm-4" in heat or "hm-3" in heat  # x1 drifted in the last window
     assert "hm-0" in heat or "hm-1" in heat  # and not in the first
     assert starts[-1].strftime("%H:%M") in heat
-    charts = json.loads(re.search(r'<script type="application/json" id="monitor-charts">(.*?)</script>', html, re.S).group(1))
+    charts = json.loads(
+        re.search(r'<script type="application/json" id="monitor-charts">(.*?)</script>', html, re.S).group(1)
+    )
     by_key = {c["key"]: c for c in charts["charts"]}
     assert {s["label"] for s in by_key["drift"]["series"]} == {"x1", "x2"}
     assert [p[1] for p in by_key["volume"]["series"][0]["points"]] == [600, 600]
@@ -146,13 +170,30 @@ def test_edit_and_delete_a_rule(world: World) -> None:
     edit = f"{P}/alert-rules/{rule['id']}"
     html = world.page(edit)
     assert 'value="psi-high"' in html and 'name="revision" value="1"' in html
-    body = {"name": "psi-higher", "metric": "psi", "scope": "one", "feature": "x1", "comparison": ">=", "threshold": "0.3",
-            "for_windows": "2", "severity": "warning", "model": "", "environment": "staging", "revision": "1"}
+    body = {
+        "name": "psi-higher",
+        "metric": "psi",
+        "scope": "one",
+        "feature": "x1",
+        "comparison": ">=",
+        "threshold": "0.3",
+        "for_windows": "2",
+        "severity": "warning",
+        "model": "",
+        "environment": "staging",
+        "revision": "1",
+    }
     response = world.post(edit, body, form_page=edit)
     assert response.status_code == 302
     saved = world.api.get(f"{API}/alert-rules/{rule['id']}").json
-    assert (saved["name"], saved["feature"], saved["threshold"], saved["for_windows"], saved["environment"], saved["enabled"]) == (
-        "psi-higher", "x1", 0.3, 2, "staging", False)
+    assert (
+        saved["name"],
+        saved["feature"],
+        saved["threshold"],
+        saved["for_windows"],
+        saved["environment"],
+        saved["enabled"],
+    ) == ("psi-higher", "x1", 0.3, 2, "staging", False)
     stale = world.post(edit, {**body, "threshold": "0.5"}, form_page=edit)  # revision 1 is stale now
     assert stale.status_code == 412 and "the alert rule changed" in stale.get_data(as_text=True)
     response = world.post(f"{edit}/delete", form_page=edit)
@@ -179,5 +220,7 @@ def test_viewer_reads_monitoring_but_cannot_change_rules_or_acknowledge(world: W
 
 def test_rule_forms_need_the_csrf_token(world: World) -> None:
     world.sign_in("dev")
-    response = world.post(f"{P}/alert-rules", {"name": "x", "metric": "psi", "comparison": ">", "threshold": "1"}, with_csrf=False)
+    response = world.post(
+        f"{P}/alert-rules", {"name": "x", "metric": "psi", "comparison": ">", "threshold": "1"}, with_csrf=False
+    )
     assert response.status_code == 403 and world.api.get(f"{API}/alert-rules").json["items"] == []

@@ -18,7 +18,15 @@ def world(make_api: Callable[..., Api], db_kind: str, tmp_path: Path) -> World:
 
 
 def request(world: World, **fields: str) -> int:
-    body = {"model": "churn", "version": "1", "environment": "production", "strategy": "", "steps": "", "bake_seconds": "", **fields}
+    body = {
+        "model": "churn",
+        "version": "1",
+        "environment": "production",
+        "strategy": "",
+        "steps": "",
+        "bake_seconds": "",
+        **fields,
+    }
     response = world.post(f"{P}/promotions/request", body)
     assert response.status_code == 302, response.get_data(as_text=True)
     return int(response.headers["Location"].rsplit("/", 1)[-1])
@@ -45,7 +53,9 @@ def test_request_approve_and_watch_the_rollout(world: World) -> None:
     world.sign_in("maint")
     html = world.page(f"{P}/promotions/{promotion_id}")
     assert ">Approve</button>" in html and "Reason for rejecting" in html
-    response = world.post(f"{P}/promotions/{promotion_id}/approve", {"comment": "looks good"}, form_page=f"{P}/promotions/{promotion_id}")
+    response = world.post(
+        f"{P}/promotions/{promotion_id}/approve", {"comment": "looks good"}, form_page=f"{P}/promotions/{promotion_id}"
+    )
     assert response.status_code == 302
     world.wait()
     html = world.page(f"{P}/promotions/{promotion_id}")
@@ -54,7 +64,9 @@ def test_request_approve_and_watch_the_rollout(world: World) -> None:
     assert world.api.get(f"{API}/models/churn/deployments/production").json["traffic"][0]["weight"] == 100
 
     world.sign_in("dev")
-    response = world.post(f"{P}/promotions/{promotion_id}/rollback", {"reason": "bad numbers"}, form_page=f"{P}/promotions/{promotion_id}")
+    response = world.post(
+        f"{P}/promotions/{promotion_id}/rollback", {"reason": "bad numbers"}, form_page=f"{P}/promotions/{promotion_id}"
+    )
     assert response.status_code == 302
     world.wait()
     assert "status-rolled_back" in world.page(f"{P}/promotions/{promotion_id}")
@@ -65,7 +77,9 @@ def test_the_requester_cannot_approve_their_own(world: World) -> None:
     world.register()
     promotion_id = request(world)
     html = world.page(f"{P}/promotions/{promotion_id}")
-    assert "You requested this promotion: another maintainer must approve it." in html and ">Approve</button>" not in html
+    assert (
+        "You requested this promotion: another maintainer must approve it." in html and ">Approve</button>" not in html
+    )
     response = world.post(f"{P}/promotions/{promotion_id}/approve", form_page=f"{P}/promotions/{promotion_id}")
     assert response.status_code == 403 and "another maintainer must approve it" in response.get_data(as_text=True)
 
@@ -85,15 +99,31 @@ def test_reject_needs_a_reason(world: World) -> None:
 
 
 def test_failed_checks_are_listed(make_api: Callable[..., Api], db_kind: str, tmp_path: Path) -> None:
-    strict = {"environments": [{"name": "staging", "target": "local"},
-                               {"name": "production", "target": "local", "approvals": 1, "policies": {"min_metrics": {"accuracy": 0.99}}}]}
+    strict = {
+        "environments": [
+            {"name": "staging", "target": "local"},
+            {"name": "production", "target": "local", "approvals": 1, "policies": {"min_metrics": {"accuracy": 0.99}}},
+        ]
+    }
     world = make_world(make_api, db_kind, tmp_path, strict)
     world.sign_in("dev")
     world.register()
-    body = {"model": "churn", "version": "1", "environment": "production", "strategy": "", "steps": "", "bake_seconds": ""}
+    body = {
+        "model": "churn",
+        "version": "1",
+        "environment": "production",
+        "strategy": "",
+        "steps": "",
+        "bake_seconds": "",
+    }
     response = world.post(f"{P}/promotions/request", body)
     html = response.get_data(as_text=True)
-    assert response.status_code == 422 and "1 promotion check(s) failed" in html and "check-failed" in html and "metric_gate" in html
+    assert (
+        response.status_code == 422
+        and "1 promotion check(s) failed" in html
+        and "check-failed" in html
+        and "metric_gate" in html
+    )
 
 
 def test_request_form_errors(world: World) -> None:

@@ -20,15 +20,28 @@ from tests.api_client import Api
 PROJECT = "shop"
 P = f"/projects/{PROJECT}"
 API = f"/api/v1/projects/{PROJECT}"
-SIGNATURE = {"inputs": [{"name": "x1", "type": "double"}, {"name": "x2", "type": "double"}], "outputs": [{"name": "prediction", "type": "long"}]}
+SIGNATURE = {
+    "inputs": [{"name": "x1", "type": "double"}, {"name": "x2", "type": "double"}],
+    "outputs": [{"name": "prediction", "type": "long"}],
+}
 CONFIG: dict[str, Any] = {
     "environments": [
         {"name": "staging", "target": "local"},
-        {"name": "production", "target": "local", "promotion_only": True, "approvals": 1,
-         "policies": {"min_metrics": {"accuracy": 0.9}}},
+        {
+            "name": "production",
+            "target": "local",
+            "promotion_only": True,
+            "approvals": 1,
+            "policies": {"min_metrics": {"accuracy": 0.9}},
+        },
     ],
-    "promotion": {"approval_expiry": 3600, "bake_time": 0.2, "retire_previous": False, "strategy": "direct",
-                  "guard": {"period": 0, "check_interval": 0.1, "min_requests": 10}},
+    "promotion": {
+        "approval_expiry": 3600,
+        "bake_time": 0.2,
+        "retire_previous": False,
+        "strategy": "direct",
+        "guard": {"period": 0, "check_interval": 0.1, "min_requests": 10},
+    },
     "gateway": {"rate_limit": {"requests_per_second": 1e6, "burst": 1_000_000}},
 }
 
@@ -67,7 +80,9 @@ class World:
         assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:2000])
         return response.get_data(as_text=True)
 
-    def post(self, path: str, data: dict[str, Any] | None = None, *, form_page: str | None = None, with_csrf: bool = True) -> Any:
+    def post(
+        self, path: str, data: dict[str, Any] | None = None, *, form_page: str | None = None, with_csrf: bool = True
+    ) -> Any:
         """Post a form the way its page does (CSRF token from ``form_page``, default the project home)."""
         body = dict(data or {})
         if with_csrf:
@@ -85,7 +100,9 @@ class World:
         return int(response.headers["Location"].rsplit("/", 1)[-1])
 
     def deploy(self, model: str = "churn", version: str = "1", environment: str = "staging") -> None:
-        response = self.post(f"{P}/deployments/deploy", {"model": model, "version": version, "environment": environment, "weight": "100"})
+        response = self.post(
+            f"{P}/deployments/deploy", {"model": model, "version": version, "environment": environment, "weight": "100"}
+        )
         assert response.status_code == 302, response.get_data(as_text=True)
         self.wait()
 

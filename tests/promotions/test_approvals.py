@@ -15,8 +15,12 @@ from mlplatform.core.services import promotions
 from tests.api_client import Api
 from tests.promotions.conftest import MODEL_BASE, PROMOTIONS, add_version, promote, serve_v1, settle, show, traffic_of
 
-TWO_APPROVALS = {"environments": [{"name": "staging", "target": "local"},
-                                  {"name": "production", "target": "local", "promotion_only": True, "approvals": 2}]}
+TWO_APPROVALS = {
+    "environments": [
+        {"name": "staging", "target": "local"},
+        {"name": "production", "target": "local", "promotion_only": True, "approvals": 2},
+    ]
+}
 
 
 def _people(api: Api) -> None:
@@ -53,14 +57,24 @@ def test_two_maintainers_approve_then_it_rolls_out(papi: Callable[..., Api], tmp
     body = settle(api, pid)
     assert body["state"] == "completed" and traffic_of(api) == {1: 100}
     assert [(a["username"], a["decision"], a["comment"]) for a in body["approvals"]] == [
-        ("mia", "approve", "metrics look good"), ("max", "approve", ""),
+        ("mia", "approve", "metrics look good"),
+        ("max", "approve", ""),
     ]
     assert api.post(f"{PROMOTIONS}/{pid}/approve", json={}, token="admin").status_code == 409
     listing = api.get(f"{MODEL_BASE}/promotions?state=completed").json["items"]
     assert [p["id"] for p in listing] == [pid]
-    actions = [e["action"] for e in api.get(f"/api/v1/projects/acme/audit?resource_type=promotion&resource_id={pid}").json["items"]]
-    assert actions == ["promotion.request", "promotion.approve", "promotion.approve", "promotion.approved",
-                       "promotion.rolling_out", "promotion.completed"]
+    actions = [
+        e["action"]
+        for e in api.get(f"/api/v1/projects/acme/audit?resource_type=promotion&resource_id={pid}").json["items"]
+    ]
+    assert actions == [
+        "promotion.request",
+        "promotion.approve",
+        "promotion.approve",
+        "promotion.approved",
+        "promotion.rolling_out",
+        "promotion.completed",
+    ]
 
 
 def test_reject_needs_a_reason(papi: Callable[..., Api], tmp_path: Path) -> None:
@@ -87,7 +101,9 @@ def test_pending_requests_expire(papi: Callable[..., Api], tmp_path: Path) -> No
     assert first["state"] == "pending_approval"
     time.sleep(1.2)
     body = show(api, first["id"])  # lazily on read
-    assert body["state"] == "expired" and body["reason"].startswith("not approved within") and body["expires_at"] is None
+    assert (
+        body["state"] == "expired" and body["reason"].startswith("not approved within") and body["expires_at"] is None
+    )
     assert api.post(f"{PROMOTIONS}/{first['id']}/approve", json={}, token="mia").status_code == 409
 
     second = promote(api, 1, token="dora").json

@@ -39,7 +39,15 @@ def _race(count: int, action: Callable[[int], Any]) -> list[Any]:
 
 
 def test_second_active_promotion_is_a_conflict(papi: Callable[..., Api], tmp_path: Path) -> None:
-    api = papi({**MANUAL, "environments": [{"name": "staging", "target": "local"}, {"name": "production", "target": "local", "approvals": 1}]})
+    api = papi(
+        {
+            **MANUAL,
+            "environments": [
+                {"name": "staging", "target": "local"},
+                {"name": "production", "target": "local", "approvals": 1},
+            ],
+        }
+    )
     add_version(api.platform, tmp_path, 1)
     add_version(api.platform, tmp_path, 2)
     statuses = _race(6, lambda i: promote(api, 1 + i % 2).status_code)
@@ -52,8 +60,15 @@ def test_second_active_promotion_is_a_conflict(papi: Callable[..., Api], tmp_pat
 
 
 def test_approvals_racing_approve_once(papi: Callable[..., Api], tmp_path: Path) -> None:
-    api = papi({**MANUAL, "environments": [{"name": "staging", "target": "local"},
-                                          {"name": "production", "target": "local", "approvals": 2}]})
+    api = papi(
+        {
+            **MANUAL,
+            "environments": [
+                {"name": "staging", "target": "local"},
+                {"name": "production", "target": "local", "approvals": 2},
+            ],
+        }
+    )
     names = ["ann", "bob", "cid", "dan"]
     for name in names:
         api.user(name, role="maintainer", project="acme")
@@ -64,7 +79,12 @@ def test_approvals_racing_approve_once(papi: Callable[..., Api], tmp_path: Path)
     body = show(api, pid)
     assert body["state"] == "approved" and len(body["approvals"]) == 2
     with api.platform.db.read() as session:
-        assert session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "promotion.approved")) == 1
+        assert (
+            session.scalar(
+                select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "promotion.approved")
+            )
+            == 1
+        )
         jobs = session.scalars(select(Job.args).where(Job.name == "promotion_step")).all()
     assert jobs == [{"promotion_id": pid, "step": 0}]  # the rollout was queued exactly once
 
@@ -84,8 +104,14 @@ def test_rollback_racing_a_step(papi: Callable[..., Api], tmp_path: Path) -> Non
     promotion_step(api.platform, pid, 1)  # 10%, baked
     assert traffic_of(api) == {1: 90, 2: 10}
 
-    outcomes = _race(2, lambda i: promotion_step(api.platform, pid, 2) if i == 0
-                     else api.post(f"{PROMOTIONS}/{pid}/rollback", json={"reason": "race"}, token="mia").status_code)
+    outcomes = _race(
+        2,
+        lambda i: (
+            promotion_step(api.platform, pid, 2)
+            if i == 0
+            else api.post(f"{PROMOTIONS}/{pid}/rollback", json={"reason": "race"}, token="mia").status_code
+        ),
+    )
     assert outcomes[1] == 200
     for step in (2, 3, 4):  # whatever was queued later finds the promotion rolled back and does nothing
         promotion_step(api.platform, pid, step)
@@ -95,7 +121,9 @@ def test_rollback_racing_a_step(papi: Callable[..., Api], tmp_path: Path) -> Non
     assert kinds[-1] == ("rollback", "passed") and ("traffic", "passed") not in kinds[2:-1]
 
 
-def test_a_step_run_twice_or_killed_half_way_resumes(papi: Callable[..., Api], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_step_run_twice_or_killed_half_way_resumes(
+    papi: Callable[..., Api], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     api = papi(MANUAL)
     pid = _canary(api, tmp_path, 0.3)
     promotion_step(api.platform, pid, 0)  # a second delivery of step 0: nothing happens
@@ -110,7 +138,11 @@ def test_a_step_run_twice_or_killed_half_way_resumes(papi: Callable[..., Api], t
     with pytest.raises(SystemExit):
         promotion_step(api.platform, pid, 1)  # traffic moved and the step recorded, then the worker died
     body = show(api, pid)
-    assert traffic_of(api) == {1: 90, 2: 10} and body["rollout"][1]["state"] == "running" and body["state"] == "rolling_out"
+    assert (
+        traffic_of(api) == {1: 90, 2: 10}
+        and body["rollout"][1]["state"] == "running"
+        and body["state"] == "rolling_out"
+    )
 
     monkeypatch.setattr(promotions_rollout, "_watch", real_watch)
     promotion_step(api.platform, pid, 1)  # the recovered job resumes the bake
@@ -118,7 +150,11 @@ def test_a_step_run_twice_or_killed_half_way_resumes(papi: Callable[..., Api], t
     body = show(api, pid)
     assert [(s["index"], s["state"]) for s in body["rollout"]] == [(0, "passed"), (1, "passed")]
     with api.platform.db.read() as session:
-        steps = [j["step"] for j in session.scalars(select(Job.args).where(Job.name == "promotion_step")) if j["promotion_id"] == pid]
+        steps = [
+            j["step"]
+            for j in session.scalars(select(Job.args).where(Job.name == "promotion_step"))
+            if j["promotion_id"] == pid
+        ]
     assert steps == [0, 1, 2]  # step 2 queued once
     promotion_step(api.platform, pid, 2)
     promotion_step(api.platform, pid, 3)

@@ -23,10 +23,15 @@ from tests.promotions.conftest import MODEL_BASE, add_version, promote, settle
 GATES = {
     "environments": [
         {"name": "staging", "target": "local"},
-        {"name": "production", "target": "local", "promotion_only": True, "policies": {
-            "min_metrics": {"accuracy": 0.9},
-            "metric_gates": ["accuracy >= current + 0.01", "loss <= current * 1.05"],
-        }},
+        {
+            "name": "production",
+            "target": "local",
+            "promotion_only": True,
+            "policies": {
+                "min_metrics": {"accuracy": 0.9},
+                "metric_gates": ["accuracy >= current + 0.01", "loss <= current * 1.05"],
+            },
+        },
     ],
 }
 
@@ -50,12 +55,21 @@ def test_metric_gates_absolute_and_relative(papi: Callable[..., Api], tmp_path: 
     assert "accuracy >= current + 0.01: nothing serves production yet; relative gate not applied" in request_checks
     assert settle(api, first.json["id"])["state"] == "completed"
 
-    assert _failed(promote(api, 2)) == [("metric_gate", "accuracy >= 0.9"), ("metric_gate", "accuracy >= current + 0.01")]
+    assert _failed(promote(api, 2)) == [
+        ("metric_gate", "accuracy >= 0.9"),
+        ("metric_gate", "accuracy >= current + 0.01"),
+    ]
     response = promote(api, 3)
     assert _failed(response) == [("metric_gate", "loss <= current * 1.05")]
     (check,) = response.json["errors"]["checks"]
-    assert check["details"] == {"gate": "loss <= current * 1.05", "metric": "loss", "value": 0.4, "current_version": 1,
-                                "current_value": 0.3, "threshold": pytest.approx(0.315)}
+    assert check["details"] == {
+        "gate": "loss <= current * 1.05",
+        "metric": "loss",
+        "value": 0.4,
+        "current_version": 1,
+        "current_value": 0.3,
+        "threshold": pytest.approx(0.315),
+    }
     assert check["plugin"] == "mlplatform.plugins.policies" and check["phase"] == "request"
     assert _failed(promote(api, 5)) == [("metric_gate", "loss <= current * 1.05")]
     assert api.get(f"{MODEL_BASE}/promotions").json["items"][-1]["version"] == 1  # refusals store nothing
@@ -66,23 +80,52 @@ def test_metric_gates_absolute_and_relative(papi: Callable[..., Api], tmp_path: 
 
 
 def test_healthy_in_previous_environment_and_reference(papi: Callable[..., Api], tmp_path: Path) -> None:
-    api = papi({"environments": [
-        {"name": "staging", "target": "local"},
-        {"name": "production", "target": "local", "promotion_only": True,
-         "policies": {"healthy_in_previous_minutes": 0, "require_reference": True}},
-    ]})
+    api = papi(
+        {
+            "environments": [
+                {"name": "staging", "target": "local"},
+                {
+                    "name": "production",
+                    "target": "local",
+                    "promotion_only": True,
+                    "policies": {"healthy_in_previous_minutes": 0, "require_reference": True},
+                },
+            ]
+        }
+    )
     version_id = add_version(api.platform, tmp_path, 1)
-    assert _failed(promote(api, 1)) == [("healthy_in_previous", "the version does not serve staging"),
-                                        ("reference_data", "the version has no reference data for monitoring; PUT .../versions/{v}/reference first")]
+    assert _failed(promote(api, 1)) == [
+        ("healthy_in_previous", "the version does not serve staging"),
+        ("reference_data", "the version has no reference data for monitoring; PUT .../versions/{v}/reference first"),
+    ]
     assert api.put(f"{MODEL_BASE}/deployments/staging", json={"version": 1}).status_code == 202
     assert api.platform.jobs.wait_idle(30)
     with api.platform.db.write() as session:
-        session.add(ReferenceProfile(version_id=version_id, source="upload", artifact_prefix="x/", row_count=1, profile={}, created_by="t"))
+        session.add(
+            ReferenceProfile(
+                version_id=version_id, source="upload", artifact_prefix="x/", row_count=1, profile={}, created_by="t"
+            )
+        )
         deployment = session.scalar(select(Deployment).where(Deployment.environment == "staging"))
-        rule = AlertRule(project_id=deployment.project_id, name="drifting", metric="psi", comparison=">", threshold=0.2, created_by="t")
+        rule = AlertRule(
+            project_id=deployment.project_id,
+            name="drifting",
+            metric="psi",
+            comparison=">",
+            threshold=0.2,
+            created_by="t",
+        )
         session.add(rule)
         session.flush()
-        session.add(Alert(project_id=deployment.project_id, rule_id=rule.id, deployment_id=deployment.id, state="firing", details={}))
+        session.add(
+            Alert(
+                project_id=deployment.project_id,
+                rule_id=rule.id,
+                deployment_id=deployment.id,
+                state="firing",
+                details={},
+            )
+        )
     response = promote(api, 1)
     assert _failed(response) == [("healthy_in_previous", "alerts fired in staging in the last 0 minutes")]
     with api.platform.db.write() as session:
@@ -119,8 +162,15 @@ def test_a_raising_plugin_is_a_failed_check_naming_it(papi: Callable[..., Api], 
 
 
 def test_checks_run_again_before_traffic_moves(papi: Callable[..., Api], tmp_path: Path) -> None:
-    api = papi({"environments": [{"name": "staging", "target": "local"},
-                                 {"name": "production", "target": "local", "approvals": 1}]}, extra_plugins=[Freeze()])
+    api = papi(
+        {
+            "environments": [
+                {"name": "staging", "target": "local"},
+                {"name": "production", "target": "local", "approvals": 1},
+            ]
+        },
+        extra_plugins=[Freeze()],
+    )
     api.user("mia", role="maintainer", project="acme")
     add_version(api.platform, tmp_path, 1)
     Freeze.frozen = False

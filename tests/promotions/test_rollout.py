@@ -30,7 +30,9 @@ def _ts(value: str) -> float:
     return dt.datetime.fromisoformat(value).timestamp()
 
 
-def test_canary_moves_traffic_step_by_step(papi: Callable[..., Api], traffic: Callable[..., Traffic], tmp_path: Path) -> None:
+def test_canary_moves_traffic_step_by_step(
+    papi: Callable[..., Api], traffic: Callable[..., Traffic], tmp_path: Path
+) -> None:
     api = papi()
     serve_v1(api, tmp_path)
     add_version(api.platform, tmp_path, 2)
@@ -48,7 +50,10 @@ def test_canary_moves_traffic_step_by_step(papi: Callable[..., Api], traffic: Ca
 
     steps = {s["index"]: s for s in body["rollout"]}
     assert [(s["kind"], s["weight"], s["state"]) for s in body["rollout"]] == [
-        ("prepare", 0, "passed"), ("traffic", 10, "passed"), ("traffic", 50, "passed"), ("traffic", 100, "passed"),
+        ("prepare", 0, "passed"),
+        ("traffic", 10, "passed"),
+        ("traffic", 50, "passed"),
+        ("traffic", 100, "passed"),
     ]
     for index, expected, tolerance in ((1, 0.10, 0.07), (2, 0.50, 0.12)):
         step = steps[index]
@@ -98,8 +103,10 @@ def test_error_rate_rolls_back_within_one_step(
     rolled_back_at = _ts(body["finished_at"])
     after = [v for at, _, v in sender.responses if at > last_new]
     assert len(after) > 10 and set(after) == {1}
-    print(f"\n[{api.platform.db.dialect}] first failing request -> rollback committed {rolled_back_at - first_failure:.3f}s, "
-          f"-> last answer from v2 {last_new - first_failure:.3f}s; judged after {measured['new']['requests']} requests to v2")
+    print(
+        f"\n[{api.platform.db.dialect}] first failing request -> rollback committed {rolled_back_at - first_failure:.3f}s, "
+        f"-> last answer from v2 {last_new - first_failure:.3f}s; judged after {measured['new']['requests']} requests to v2"
+    )
     assert last_new - first_failure < 5.0
 
     # audited, and the alert channel was told

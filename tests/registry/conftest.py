@@ -43,10 +43,17 @@ def sklearn_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [{"age": 20 + i, "income": 30000.0 + 1000 * i, "city": ["Lyon", "Paris"][i % 2]} for i in range(40)]
     )
     labels = [int(i > 20) for i in range(40)]
-    pipeline = Pipeline([
-        ("prep", ColumnTransformer([("city", OneHotEncoder(handle_unknown="ignore"), ["city"])], remainder="passthrough")),
-        ("clf", LogisticRegression(max_iter=500)),
-    ]).fit(frame, labels)
+    pipeline = Pipeline(
+        [
+            (
+                "prep",
+                ColumnTransformer(
+                    [("city", OneHotEncoder(handle_unknown="ignore"), ["city"])], remainder="passthrough"
+                ),
+            ),
+            ("clf", LogisticRegression(max_iter=500)),
+        ]
+    ).fit(frame, labels)
     folder = tmp_path_factory.mktemp("sk-model")
     joblib.dump(pipeline, folder / "model.joblib")
     (folder / "mlplatform-model.json").write_text(json.dumps({"flavor": "sklearn", "model_file": "model.joblib"}))
@@ -59,15 +66,21 @@ def create_model(client: Api, name: str = "churn", token: str = "admin", **body:
     return response.json
 
 
-def make_run(client: Api, params: dict[str, str] | None = None, metrics: list[dict[str, Any]] | None = None,
-             git: str | None = "abc123") -> dict[str, Any]:
+def make_run(
+    client: Api,
+    params: dict[str, str] | None = None,
+    metrics: list[dict[str, Any]] | None = None,
+    git: str | None = "abc123",
+) -> dict[str, Any]:
     """A finished-looking run in experiment ``exp`` with params and metrics."""
     experiments = client.get(f"{P}/experiments", query_string={"name": "exp"}).json["items"]
     if experiments:
         experiment_id = experiments[0]["id"]
     else:
         experiment_id = client.post(f"{P}/experiments", json={"name": "exp"}).json["id"]
-    response = client.post(f"{P}/experiments/{experiment_id}/runs", json={"name": "train", "source": {"git_commit": git}})
+    response = client.post(
+        f"{P}/experiments/{experiment_id}/runs", json={"name": "train", "source": {"git_commit": git}}
+    )
     assert response.status_code == 201, response.json
     run = response.json
     batch = {"params": params or {"C": "1.0"}, "metrics": metrics or [{"key": "auc", "value": 0.91, "step": 3}]}

@@ -40,8 +40,10 @@ def test_set_move_and_delete_are_audited(three: Api) -> None:
     assert three.delete(f"{M}/churn/aliases/champion").status_code == 204  # idempotent
     assert three.get(f"{M}/churn/versions/champion").status_code == 404
 
-    moves = [(e["actor"], e["action"], e["summary"]["alias"], e["summary"]["from"], e["summary"]["to"])
-             for e in audit_events(three, resource_type="model_alias")]
+    moves = [
+        (e["actor"], e["action"], e["summary"]["alias"], e["summary"]["from"], e["summary"]["to"])
+        for e in audit_events(three, resource_type="model_alias")
+    ]
     assert moves == [
         ("dev", "model_alias.set", "champion", None, 1),
         ("dev", "model_alias.set", "champion", 1, 2),
@@ -89,5 +91,8 @@ def test_lineage_lists_deployments_over_time(three: Api) -> None:
     deploy(three, "churn", 2, environment="production", weight=10, event="canary")
     lineage = three.get(f"{M}/churn/versions/2/lineage").json
     assert [(d["environment"], d["weight"]) for d in lineage["deployments"]] == [("production", 10), ("staging", 100)]
-    assert [(e["environment"], e["kind"]) for e in lineage["deployment_events"]] == [("staging", "deployed"), ("production", "canary")]
+    assert [(e["environment"], e["kind"]) for e in lineage["deployment_events"]] == [
+        ("staging", "deployed"),
+        ("production", "canary"),
+    ]
     assert three.get(f"{M}/churn/versions/1/lineage").json["deployments"] == []

@@ -19,7 +19,9 @@ def test_create_get_update_delete(reg: Api) -> None:
 
     got = reg.get(f"{M}/churn", token="viewer")
     assert got.status_code == 200 and got.json["description"] == "who leaves"
-    patched = reg.patch(f"{M}/churn", json={"description": "churners", "tags": {"team": None, "tier": "1"}}, token="dev")
+    patched = reg.patch(
+        f"{M}/churn", json={"description": "churners", "tags": {"team": None, "tier": "1"}}, token="dev"
+    )
     assert patched.status_code == 200, patched.json
     assert patched.json["description"] == "churners" and patched.json["tags"] == {"tier": "1"}
 

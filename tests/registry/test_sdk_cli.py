@@ -33,7 +33,9 @@ def client(server: tuple[str, str]) -> Iterator[Client]:
         yield client
 
 
-def test_register_wait_alias_and_cli(client: Client, server: tuple[str, str], sklearn_model_dir: Path, tmp_path: Path) -> None:
+def test_register_wait_alias_and_cli(
+    client: Client, server: tuple[str, str], sklearn_model_dir: Path, tmp_path: Path
+) -> None:
     with client.start_run(experiment="churn", params={"C": 1.0}) as run:
         run.log_metric("auc", 0.9)
         client.upload_artifact(run.id, sklearn_model_dir, "model")
@@ -73,7 +75,11 @@ def test_register_wait_alias_and_cli(client: Client, server: tuple[str, str], sk
     assert moved.exit_code == 0 and moved.output.strip() == "churn@champion -> v2"
     versions = runner.invoke(main, ["models", "versions", "churn"], env=env)
     lines = versions.output.splitlines()
-    assert versions.exit_code == 0 and [line.split("\t")[:2] for line in lines] == [["v1", "ready"], ["v2", "ready"], ["v3", "failed"]]
+    assert versions.exit_code == 0 and [line.split("\t")[:2] for line in lines] == [
+        ["v1", "ready"],
+        ["v2", "ready"],
+        ["v3", "failed"],
+    ]
     assert "champion" in lines[1]
     shown = runner.invoke(main, ["models", "show", "churn@champion"], env=env)
     assert shown.exit_code == 0 and '"version": 2' in shown.output

@@ -59,7 +59,10 @@ def test_validate_records_and_split_give_the_same_frame_in_signature_order() -> 
     assert list(records.columns) == ["age", "income", "city", "vip"]
     pd.testing.assert_frame_equal(records, split, check_dtype=False)
     # a nullable column may be null or left out
-    frame = validate_inputs(SIG, {"instances": [{"age": 1, "income": 1.5, "vip": False}, {"age": 2, "income": 2, "vip": True, "city": None}]})
+    frame = validate_inputs(
+        SIG,
+        {"instances": [{"age": 1, "income": 1.5, "vip": False}, {"age": 2, "income": 2, "vip": True, "city": None}]},
+    )
     assert frame["city"].isna().all() and len(frame) == 2
 
 
@@ -67,11 +70,20 @@ def test_validate_records_and_split_give_the_same_frame_in_signature_order() -> 
     ("body", "column", "problem", "row"),
     [
         ({"instances": [{"age": 1, "vip": True}]}, "income", "missing", 0),
-        ({"instances": [{"age": 1, "income": 1, "vip": True}, {"age": 1, "income": "abc", "vip": True}]},
-         "income", "wrong type: expected number, got 'abc'", 1),
+        (
+            {"instances": [{"age": 1, "income": 1, "vip": True}, {"age": 1, "income": "abc", "vip": True}]},
+            "income",
+            "wrong type: expected number, got 'abc'",
+            1,
+        ),
         ({"instances": [{"age": None, "income": 1, "vip": True}]}, "age", "null not allowed", 0),
         ({"instances": [{"age": 1.5, "income": 1, "vip": True}]}, "age", "wrong type: expected integer, got 1.5", 0),
-        ({"instances": [{"age": 1, "income": True, "vip": True}]}, "income", "wrong type: expected number, got True", 0),
+        (
+            {"instances": [{"age": 1, "income": True, "vip": True}]},
+            "income",
+            "wrong type: expected number, got True",
+            0,
+        ),
         ({"columns": ["age", "income"], "data": [[1, 2]]}, "vip", "missing", 0),
     ],
 )
@@ -89,7 +101,13 @@ def test_unknown_columns_are_rejected() -> None:
 
 
 def test_malformed_bodies_are_422() -> None:
-    for body in ({}, {"instances": []}, {"instances": [1]}, {"columns": ["a"], "data": [[1, 2]]}, {"columns": "a", "data": [[1]]}):
+    for body in (
+        {},
+        {"instances": []},
+        {"instances": [1]},
+        {"columns": ["a"], "data": [[1, 2]]},
+        {"columns": "a", "data": [[1]]},
+    ):
         with pytest.raises(Unprocessable):
             validate_inputs(SIG, body)
 
@@ -116,7 +134,9 @@ def test_nan_counts_as_null() -> None:
 
 
 def test_all_number_signatures_give_one_float_block_with_nulls_as_nan() -> None:
-    sig = check_signature({"inputs": [{"name": "b", "type": "double"}, {"name": "a", "type": "number", "nullable": True}]})
+    sig = check_signature(
+        {"inputs": [{"name": "b", "type": "double"}, {"name": "a", "type": "number", "nullable": True}]}
+    )
     frame = validate_inputs(sig, {"instances": [{"a": 1, "b": 2.5}, {"b": -1}, {"a": None, "b": 3}]})
     assert list(frame.columns) == ["b", "a"]
     assert list(frame.dtypes) == [np.float64, np.float64]

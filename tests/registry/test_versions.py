@@ -20,14 +20,26 @@ from tests.registry.conftest import EXAMPLE, M, P, create_model, make_run, regis
 
 def test_register_from_a_run_becomes_ready_with_lineage_and_signature(reg: Api, sklearn_model_dir: Path) -> None:
     create_model(reg, "churn")
-    run = make_run(reg, params={"C": "0.5"}, metrics=[{"key": "auc", "value": 0.8, "step": 0}, {"key": "auc", "value": 0.93, "step": 5}])
+    run = make_run(
+        reg,
+        params={"C": "0.5"},
+        metrics=[{"key": "auc", "value": 0.8, "step": 0}, {"key": "auc", "value": 0.93, "step": 5}],
+    )
     upload_folder(reg, run["id"], sklearn_model_dir)
-    response = register(reg, "churn", run["id"], token="dev", input_example=EXAMPLE, description="first", tags={"k": "v"})
+    response = register(
+        reg, "churn", run["id"], token="dev", input_example=EXAMPLE, description="first", tags={"k": "v"}
+    )
     assert response.status_code == 201, response.json
     created = response.json
     assert created["version"] == 1 and created["finalized"] and created["flavor"] == "sklearn"
-    assert created["created_by"] == "dev" and created["run_id"] == run["id"] and created["source_git_commit"] == "abc123"
-    assert {c["name"]: c["type"] for c in created["signature"]["inputs"]} == {"age": "integer", "income": "number", "city": "string"}
+    assert (
+        created["created_by"] == "dev" and created["run_id"] == run["id"] and created["source_git_commit"] == "abc123"
+    )
+    assert {c["name"]: c["type"] for c in created["signature"]["inputs"]} == {
+        "age": "integer",
+        "income": "number",
+        "city": "string",
+    }
     assert reg.platform.jobs.wait_idle(10)
 
     version = reg.get(f"{M}/churn/versions/1", token="viewer").json
@@ -73,7 +85,9 @@ def test_concurrent_registrations_get_distinct_numbers(reg: Api) -> None:
 
     def one() -> None:
         try:
-            view = registry_versions.begin_version(reg.platform, identity, "p1", "churn", registry_versions.check_spec())
+            view = registry_versions.begin_version(
+                reg.platform, identity, "p1", "churn", registry_versions.check_spec()
+            )
             numbers.append(view.version.version)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
@@ -124,9 +138,15 @@ def test_registration_errors_are_reported_before_anything_is_written(reg: Api, s
 def test_upload_then_finalize(reg: Api, sklearn_model_dir: Path) -> None:
     create_model(reg, "churn")
     run = make_run(reg, params={"C": "2"})
-    started = reg.post(f"{M}/churn/versions", json={"source": "upload", "run_id": run["id"], "input_example": EXAMPLE}, token="dev")
+    started = reg.post(
+        f"{M}/churn/versions", json={"source": "upload", "run_id": run["id"], "input_example": EXAMPLE}, token="dev"
+    )
     assert started.status_code == 201, started.json
-    assert started.json["status"] == "pending" and not started.json["finalized"] and started.json["artifact_sha256"] is None
+    assert (
+        started.json["status"] == "pending"
+        and not started.json["finalized"]
+        and started.json["artifact_sha256"] is None
+    )
     assert reg.post(f"{M}/churn/versions", json={"source": "upload", "flavor": "no_such_flavor"}).status_code == 400
     empty = reg.post(f"{M}/churn/versions", json={"source": "upload"}).json["version"]
     assert reg.post(f"{M}/churn/versions/{empty}/finalize").status_code == 422  # nothing uploaded
@@ -167,10 +187,14 @@ def test_patch_describes_tags_and_archives(reg: Api, sklearn_model_dir: Path) ->
     registered_ready(reg, sklearn_model_dir)
     registered_ready(reg, sklearn_model_dir)
     assert reg.get(f"{M}/churn/versions/latest").json["version"] == 2
-    patched = reg.patch(f"{M}/churn/versions/2", json={"description": "d", "tags": {"a": "1"}, "archived": True}, token="dev")
+    patched = reg.patch(
+        f"{M}/churn/versions/2", json={"description": "d", "tags": {"a": "1"}, "archived": True}, token="dev"
+    )
     assert patched.status_code == 200 and patched.json["archived"] and patched.json["tags"] == {"a": "1"}
     assert reg.get(f"{M}/churn/versions/latest").json["version"] == 1
-    assert [v["version"] for v in reg.get(f"{M}/churn/versions", query_string={"archived": "false"}).json["items"]] == [1]
+    assert [v["version"] for v in reg.get(f"{M}/churn/versions", query_string={"archived": "false"}).json["items"]] == [
+        1
+    ]
     assert reg.patch(f"{M}/churn/versions/2", json={"status": "ready"}).status_code == 422
     assert reg.patch(f"{M}/churn/versions/9", json={"description": "x"}).status_code == 404
     events = reg.get(f"{P}/audit", query_string={"action": "model_version.update"}).json["items"]

@@ -62,17 +62,27 @@ def _start(binary: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str, st
     env = {k: v for k, v in env.items() if not k.startswith(("VAULT_", "BAO_ADDR", "BAO_TOKEN"))}
     with log_file.open("wb") as out:
         process = subprocess.Popen(
-            [binary, "server", "-dev", f"-dev-listen-address=127.0.0.1:{port}",
-             f"-dev-root-token-id={token}", "-dev-no-store-token"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=workdir,
+            [
+                binary,
+                "server",
+                "-dev",
+                f"-dev-listen-address=127.0.0.1:{port}",
+                f"-dev-root-token-id={token}",
+                "-dev-no-store-token",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=workdir,
         )
     return process, f"http://127.0.0.1:{port}", token, log_file
 
 
 def _wait_healthy(process: subprocess.Popen[bytes], url: str) -> bool:
-    return wait_until_up(process, lambda: requests.get(f"{url}/v1/sys/health", timeout=1).status_code == 200, START_TIMEOUT)
-
-
+    return wait_until_up(
+        process, lambda: requests.get(f"{url}/v1/sys/health", timeout=1).status_code == 200, START_TIMEOUT
+    )
 
 
 @pytest.fixture(scope="session")

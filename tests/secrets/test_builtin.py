@@ -116,7 +116,9 @@ def test_file_secret_through_load_config_is_a_secret_str(root: Path, tmp_path: P
     raw = {
         "data_dir": str(tmp_path),
         "secrets": {"backend": "file", "options": {"root": str(root)}},
-        "environments": [{"name": "prod", "target": "local", "policies": {"gate": {"$secret": "mlplatform/db#password"}}}],
+        "environments": [
+            {"name": "prod", "target": "local", "policies": {"gate": {"$secret": "mlplatform/db#password"}}}
+        ],
     }
     config = load_config(raw, plugin_manager().backends)
     value = config["environments"][0]["policies"]["gate"]

@@ -21,14 +21,18 @@ Writer = Callable[[str, dict[str, Any]], None]
 # --- reading with a token ----------------------------------------------------------------
 
 
-def test_reads_a_secret_with_token_auth(make_backend: Callable[..., Any], write_secret: Writer, secret_path: str) -> None:
+def test_reads_a_secret_with_token_auth(
+    make_backend: Callable[..., Any], write_secret: Writer, secret_path: str
+) -> None:
     write_secret(secret_path, {"password": "hunter2", "user": "svc"})
     backend = make_backend()
     assert backend.get(secret_path, "password") == "hunter2"
     assert backend.get(f"/{secret_path}/", "user") == "svc"
 
 
-def test_non_string_values_come_back_as_json(make_backend: Callable[..., Any], write_secret: Writer, secret_path: str) -> None:
+def test_non_string_values_come_back_as_json(
+    make_backend: Callable[..., Any], write_secret: Writer, secret_path: str
+) -> None:
     write_secret(secret_path, {"port": 5432, "hosts": ["a", "b"]})
     backend = make_backend()
     assert backend.get(secret_path, "port") == "5432"
@@ -59,7 +63,9 @@ def test_deleted_latest_version_is_secret_not_found(
     assert "gone" not in str(caught.value)
 
 
-def test_missing_key_is_secret_not_found(make_backend: Callable[..., Any], write_secret: Writer, secret_path: str) -> None:
+def test_missing_key_is_secret_not_found(
+    make_backend: Callable[..., Any], write_secret: Writer, secret_path: str
+) -> None:
     write_secret(secret_path, {"user": "svc-user-value"})
     with pytest.raises(SecretNotFound) as caught:
         make_backend().get(secret_path, "password")
@@ -100,7 +106,9 @@ def test_invalid_token_is_denied(make_backend: Callable[..., Any], write_secret:
 def test_unreachable_server_is_a_backend_error() -> None:
     from plugins_contrib.vault.backend import VaultSecrets
 
-    options = VaultSecrets.Config().load({"url": f"http://127.0.0.1:{free_port()}", "token": "t0ken-value", "timeout": 2})
+    options = VaultSecrets.Config().load(
+        {"url": f"http://127.0.0.1:{free_port()}", "token": "t0ken-value", "timeout": 2}
+    )
     backend = VaultSecrets(options)
     try:
         with pytest.raises(VaultUnavailable, match="unreachable") as caught:
@@ -160,7 +168,9 @@ def test_approle_logs_in_again_when_its_token_expired(
     make_backend: Callable[..., Any], write_secret: Writer, secret_path: str, approle: Callable[..., dict[str, str]]
 ) -> None:
     write_secret(secret_path, {"password": "first"})
-    backend = make_backend(auth_method="approle", cache_ttl=0, **approle(secret_path, token_ttl="2s", token_max_ttl="2s"))
+    backend = make_backend(
+        auth_method="approle", cache_ttl=0, **approle(secret_path, token_ttl="2s", token_max_ttl="2s")
+    )
     assert backend.get(secret_path, "password") == "first"
     time.sleep(2.5)
     write_secret(secret_path, {"password": "second"})
@@ -168,7 +178,10 @@ def test_approle_logs_in_again_when_its_token_expired(
 
 
 def test_approle_logs_in_again_when_its_token_is_revoked(
-    bao: BaoServer, make_backend: Callable[..., Any], write_secret: Writer, secret_path: str,
+    bao: BaoServer,
+    make_backend: Callable[..., Any],
+    write_secret: Writer,
+    secret_path: str,
     approle: Callable[..., dict[str, str]],
 ) -> None:
     write_secret(secret_path, {"password": "p"})
@@ -194,8 +207,12 @@ def test_cache_serves_within_ttl_and_refreshes_after(
 
 
 def test_a_short_lived_renewable_token_is_renewed(
-    bao: BaoServer, make_backend: Callable[..., Any], write_secret: Writer, secret_path: str,
-    policy_token: Callable[..., str], caplog: pytest.LogCaptureFixture,
+    bao: BaoServer,
+    make_backend: Callable[..., Any],
+    write_secret: Writer,
+    secret_path: str,
+    policy_token: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="mlplatform.secrets.vault")
     write_secret(secret_path, {"password": "renewed"})

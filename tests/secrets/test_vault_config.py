@@ -45,9 +45,16 @@ class ChannelPlugin:
 def raw_config(bao: BaoServer, tmp_path: Path, **vault_options: Any) -> dict[str, Any]:
     return {
         "data_dir": str(tmp_path / "data"),
-        "secrets": {"backend": "vault", "options": {"url": bao.url, "token": {"$env": "TEST_BAO_TOKEN"}, **vault_options}},
+        "secrets": {
+            "backend": "vault",
+            "options": {"url": bao.url, "token": {"$env": "TEST_BAO_TOKEN"}, **vault_options},
+        },
         "alert_channels": [
-            {"name": "db", "backend": "test_password_channel", "options": {"password": {"$secret": "mlplatform/db#password"}}}
+            {
+                "name": "db",
+                "backend": "test_password_channel",
+                "options": {"password": {"$secret": "mlplatform/db#password"}},
+            }
         ],
     }
 
@@ -103,9 +110,13 @@ def test_registered_by_the_vault_entry_point() -> None:
 # --- start-up, end to end ---------------------------------------------------------------------
 
 
-def test_load_config_resolves_a_secret_from_vault(bao: BaoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_config_resolves_a_secret_from_vault(
+    bao: BaoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     value = f"db-{secrets.token_hex(8)}"
-    bao.admin.secrets.kv.v2.create_or_update_secret(path="mlplatform/db", secret={"password": value}, mount_point="secret")
+    bao.admin.secrets.kv.v2.create_or_update_secret(
+        path="mlplatform/db", secret={"password": value}, mount_point="secret"
+    )
     monkeypatch.setenv("TEST_BAO_TOKEN", bao.root_token)
     config = load_config(raw_config(bao, tmp_path), plugin_manager(extra_plugins=[ChannelPlugin()]).backends)
     try:
@@ -122,7 +133,9 @@ def test_a_resolved_secret_stays_masked_in_the_config_dump(
     bao: BaoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     value = f"db-{secrets.token_hex(8)}"
-    bao.admin.secrets.kv.v2.create_or_update_secret(path="mlplatform/db", secret={"password": value}, mount_point="secret")
+    bao.admin.secrets.kv.v2.create_or_update_secret(
+        path="mlplatform/db", secret={"password": value}, mount_point="secret"
+    )
     monkeypatch.setenv("TEST_BAO_TOKEN", bao.root_token)
     config = load_config(raw_config(bao, tmp_path), plugin_manager(extra_plugins=[ChannelPlugin()]).backends)
     try:
@@ -147,7 +160,9 @@ def test_load_config_names_the_reference_of_a_missing_secret(
 
 
 def test_a_value_never_reaches_errors_or_logs(
-    bao: BaoServer, make_backend: Callable[..., Any], policy_token: Callable[..., str],
+    bao: BaoServer,
+    make_backend: Callable[..., Any],
+    policy_token: Callable[..., str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -173,7 +188,9 @@ def test_a_value_never_reaches_the_database(
     bao: BaoServer, make_platform: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     value = f"db-{secrets.token_hex(8)}"
-    bao.admin.secrets.kv.v2.create_or_update_secret(path="mlplatform/db", secret={"password": value}, mount_point="secret")
+    bao.admin.secrets.kv.v2.create_or_update_secret(
+        path="mlplatform/db", secret={"password": value}, mount_point="secret"
+    )
     monkeypatch.setenv("TEST_BAO_TOKEN", bao.root_token)
     raw = raw_config(bao, tmp_path)
     del raw["data_dir"]

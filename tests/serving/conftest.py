@@ -18,7 +18,7 @@ from mlplatform.plugins import flavors, local_target
 # Registered here until they are built-ins; registering a module twice is an error.
 SERVING_PLUGINS = [m for m in (flavors, local_target) if m.__name__ not in BUILTIN_PLUGINS]
 
-PYFUNC_SOURCE = '''
+PYFUNC_SOURCE = """
 class Model:
     def __init__(self, artifact_dir):
         with open(artifact_dir + "/offset.txt") as handle:
@@ -26,7 +26,7 @@ class Model:
 
     def predict(self, frame):
         return (frame["x1"] + self.offset).tolist()
-'''
+"""
 
 
 def training_frame() -> Any:
@@ -43,7 +43,10 @@ def write_sklearn_model(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     model = LogisticRegression().fit(training_frame(), [0, 0, 0, 1, 1, 1])
     joblib.dump(model, folder / "model.joblib")
-    signature = {"inputs": [{"name": "x1", "type": "double"}, {"name": "x2", "type": "double"}], "outputs": [{"type": "long"}]}
+    signature = {
+        "inputs": [{"name": "x1", "type": "double"}, {"name": "x2", "type": "double"}],
+        "outputs": [{"type": "long"}],
+    }
     (folder / DESCRIPTOR).write_text(json.dumps({"flavor": "sklearn", "signature": signature}))
     return folder
 

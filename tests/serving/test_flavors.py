@@ -32,7 +32,9 @@ def test_digest_is_over_sorted_relative_paths_and_file_digests(tmp_path: Path) -
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "x.bin").write_bytes(b"x")
     (tmp_path / "a.txt").write_bytes(b"a")
-    expected = combine_digests([("b/x.bin", file_sha256(tmp_path / "b/x.bin")), ("a.txt", file_sha256(tmp_path / "a.txt"))])
+    expected = combine_digests(
+        [("b/x.bin", file_sha256(tmp_path / "b/x.bin")), ("a.txt", file_sha256(tmp_path / "a.txt"))]
+    )
     assert artifact_sha256(tmp_path) == expected
     (tmp_path / "a.txt").write_bytes(b"A")
     assert artifact_sha256(tmp_path) != expected
@@ -40,7 +42,9 @@ def test_digest_is_over_sorted_relative_paths_and_file_digests(tmp_path: Path) -
 
 def test_store_digest_matches_folder_digest(serving_platform: Platform, tmp_path: Path) -> None:
     folder = write_sklearn_model(tmp_path / "m")
-    assert upload(serving_platform, folder, "models/m/1/") == store_sha256(serving_platform.artifact_store, "models/m/1")
+    assert upload(serving_platform, folder, "models/m/1/") == store_sha256(
+        serving_platform.artifact_store, "models/m/1"
+    )
     with pytest.raises(ArtifactNotFound):
         store_sha256(serving_platform.artifact_store, "models/none/1/")
 
@@ -85,7 +89,9 @@ def test_digest_mismatch_loads_nothing(tmp_path: Path) -> None:
     folder = write_pyfunc_model(tmp_path / "p")
     registered = artifact_sha256(folder)
     marker = tmp_path / "ran"
-    (folder / "model.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass Model:\n    def predict(self, f): return []\n")
+    (folder / "model.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nclass Model:\n    def predict(self, f): return []\n"
+    )
     with pytest.raises(ArtifactIntegrityError, match="digest mismatch"):
         load_verified(folder, registered, PythonFunctionFlavor)
     assert not marker.exists()

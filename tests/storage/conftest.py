@@ -57,8 +57,11 @@ class MotoServer:
         import boto3
 
         return boto3.client(
-            "s3", endpoint_url=self.endpoint_url, region_name="us-east-1",
-            aws_access_key_id=S3_KEYS["access_key_id"], aws_secret_access_key=S3_KEYS["secret_access_key"],
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=S3_KEYS["access_key_id"],
+            aws_secret_access_key=S3_KEYS["secret_access_key"],
         )
 
 
@@ -135,9 +138,21 @@ def _start_azurite(binary: str, workdir: Path) -> tuple[subprocess.Popen[bytes],
     log_file = workdir / f"azurite-{port}.log"
     with log_file.open("wb") as out:
         process = subprocess.Popen(
-            [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port),
-             "--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--disableTelemetry"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir,
+            [
+                binary,
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(port),
+                "--inMemoryPersistence",
+                "--skipApiVersionCheck",
+                "--loose",
+                "--disableTelemetry",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=workdir,
         )
     return process, f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}", log_file
 
@@ -145,8 +160,6 @@ def _start_azurite(binary: str, workdir: Path) -> tuple[subprocess.Popen[bytes],
 def _wait_listening(process: subprocess.Popen[bytes], blob_url: str) -> bool:
     # any answer (403: unsigned) means it is up
     return wait_until_up(process, lambda: requests.get(f"{blob_url}?comp=list", timeout=1) is not None, START_TIMEOUT)
-
-
 
 
 @pytest.fixture(scope="session")

@@ -155,7 +155,12 @@ class ArtifactStoreContract:
         assert listed(store, "runs/1/b/") == [("runs/1/b/c.txt", 8)]
 
     def test_list_prefix_is_a_string_prefix_not_a_folder(self, store: ArtifactStore, tree: dict[str, bytes]) -> None:
-        assert [path for path, _ in listed(store, "runs/1")] == ["runs/1-z", "runs/1/a.txt", "runs/1/b/c.txt", "runs/10/x.bin"]
+        assert [path for path, _ in listed(store, "runs/1")] == [
+            "runs/1-z",
+            "runs/1/a.txt",
+            "runs/1/b/c.txt",
+            "runs/10/x.bin",
+        ]
         assert [path for path, _ in listed(store, "runs/1/a")] == ["runs/1/a.txt"]
 
     def test_list_of_an_unknown_prefix_or_an_empty_store_is_empty(self, store: ArtifactStore) -> None:

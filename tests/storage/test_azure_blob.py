@@ -25,7 +25,9 @@ class TestAzureBlobStore(ArtifactStoreContract):
 
 def test_account_url_with_an_account_key(make_azure_store: Callable[..., Any], azurite: AzuriteServer) -> None:
     container = unique_name("az")
-    store = make_azure_store(account_url=azurite.blob_url, credential=AZURITE_KEY, container=container, create_container=True)
+    store = make_azure_store(
+        account_url=azurite.blob_url, credential=AZURITE_KEY, container=container, create_container=True
+    )
     put_bytes(store, "runs/1/model.pkl", b"model")
     assert read_all(store, "runs/1/model.pkl") == b"model"
     assert listed(store) == [("runs/1/model.pkl", 5)]
@@ -65,7 +67,9 @@ def test_a_missing_container_is_a_backend_error_that_says_what_to_do(make_azure_
         store.open("x")
 
 
-def test_a_wrong_account_key_is_refused_without_showing_it(make_azure_store: Callable[..., Any], azurite: AzuriteServer) -> None:
+def test_a_wrong_account_key_is_refused_without_showing_it(
+    make_azure_store: Callable[..., Any], azurite: AzuriteServer
+) -> None:
     wrong_key = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ=="
     store = make_azure_store(account_url=azurite.blob_url, credential=wrong_key, container=unique_name("az"))
     with pytest.raises(BackendError) as caught:
@@ -84,10 +88,13 @@ def test_a_sas_token_credential_and_a_refusal_that_does_not_show_it(
     expiry = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
 
     def sas(permission: ContainerSasPermissions) -> str:
-        return generate_container_sas(AZURITE_ACCOUNT, container, account_key=AZURITE_KEY, permission=permission, expiry=expiry)
+        return generate_container_sas(
+            AZURITE_ACCOUNT, container, account_key=AZURITE_KEY, permission=permission, expiry=expiry
+        )
 
     writer = make_azure_store(
-        account_url=azurite.blob_url, container=container,
+        account_url=azurite.blob_url,
+        container=container,
         credential=sas(ContainerSasPermissions(read=True, write=True, list=True, delete=True)),
     )
     put_bytes(writer, "runs/1/m", b"sas")

@@ -31,18 +31,32 @@ def test_the_stores_are_discovered_through_the_plugin_manager(registry: BackendR
     [
         ("s3", {"bucket": "bkt", "colour": "blue"}, "artifact_store.options.colour", "unknown key"),
         ("s3", {}, "artifact_store.options.bucket", "missing required field"),
-        ("s3", {"bucket": "bkt", "addressing_style": "sideways"}, "artifact_store.options.addressing_style", "Must be one of"),
+        (
+            "s3",
+            {"bucket": "bkt", "addressing_style": "sideways"},
+            "artifact_store.options.addressing_style",
+            "Must be one of",
+        ),
         ("s3", {"bucket": "bkt", "chunk_size": 1024}, "artifact_store.options.chunk_size", "greater than or equal"),
         ("s3", {"bucket": "bkt", "access_key_id": "AKIA"}, "artifact_store.options.secret_access_key", "go together"),
-        ("s3", {"bucket": "bkt", "endpoint_url": "not a url"}, "artifact_store.options.endpoint_url", "Not a valid URL"),
+        (
+            "s3",
+            {"bucket": "bkt", "endpoint_url": "not a url"},
+            "artifact_store.options.endpoint_url",
+            "Not a valid URL",
+        ),
         ("azure_blob", {"container": "ctr"}, "artifact_store.options.connection_string", "required unless account_url"),
         (
-            "azure_blob", {"container": "ctr", "connection_string": "x", "account_url": "http://127.0.0.1:1/a"},
-            "artifact_store.options.account_url", "not both",
+            "azure_blob",
+            {"container": "ctr", "connection_string": "x", "account_url": "http://127.0.0.1:1/a"},
+            "artifact_store.options.account_url",
+            "not both",
         ),
         (
-            "azure_blob", {"container": "ctr", "connection_string": "x", "credential": "k"},
-            "artifact_store.options.credential", "only used",
+            "azure_blob",
+            {"container": "ctr", "connection_string": "x", "credential": "k"},
+            "artifact_store.options.credential",
+            "only used",
         ),
         ("azure_blob", {"connection_string": "x"}, "artifact_store.options.container", "missing required field"),
         ("local", {"root": "/tmp/x", "bucket": "b"}, "artifact_store.options.bucket", "unknown key"),
@@ -59,18 +73,31 @@ def test_a_bad_option_is_a_config_error_at_its_dotted_path(
 
 def test_secret_options_are_marked_and_masked(registry: BackendRegistry) -> None:
     s3 = validate_backend_options(
-        registry, "artifact_store", "s3",
-        {"bucket": "bkt", "access_key_id": "AKIA-ID", "secret_access_key": "s3cr3t", "session_token": "tok"}, "artifact_store",
+        registry,
+        "artifact_store",
+        "s3",
+        {"bucket": "bkt", "access_key_id": "AKIA-ID", "secret_access_key": "s3cr3t", "session_token": "tok"},
+        "artifact_store",
     )
     for key in ("access_key_id", "secret_access_key", "session_token"):
         assert isinstance(s3[key], SecretStr)
     assert "s3cr3t" not in repr(s3)
     assert s3["create_bucket"] is False and s3["prefix"] == ""
     azure = validate_backend_options(
-        registry, "artifact_store", "azure_blob", {"container": "ctr", "connection_string": "AccountKey=k"}, "artifact_store"
+        registry,
+        "artifact_store",
+        "azure_blob",
+        {"container": "ctr", "connection_string": "AccountKey=k"},
+        "artifact_store",
     )
     assert isinstance(azure["connection_string"], SecretStr) and "AccountKey" not in repr(azure)
-    described = {name: describe_schema(registry.get("artifact_store", name, "").Config) for name in ("s3", "azure_blob")}
-    assert {k for k, v in described["s3"].items() if v.get("secret")} == {"access_key_id", "secret_access_key", "session_token"}
+    described = {
+        name: describe_schema(registry.get("artifact_store", name, "").Config) for name in ("s3", "azure_blob")
+    }
+    assert {k for k, v in described["s3"].items() if v.get("secret")} == {
+        "access_key_id",
+        "secret_access_key",
+        "session_token",
+    }
     assert {k for k, v in described["azure_blob"].items() if v.get("secret")} == {"connection_string", "credential"}
     assert described["s3"]["bucket"]["required"] and described["azure_blob"]["container"]["required"]

@@ -18,7 +18,9 @@ class TestS3Store(ArtifactStoreContract):
     @pytest.fixture
     def store(self, make_s3_store: Callable[..., Any]) -> Any:
         # A small part size so the large object really goes up as a multipart upload.
-        return make_s3_store(bucket=unique_name("s3"), prefix="/mlplatform/", create_bucket=True, chunk_size=8 * 1024 * 1024)
+        return make_s3_store(
+            bucket=unique_name("s3"), prefix="/mlplatform/", create_bucket=True, chunk_size=8 * 1024 * 1024
+        )
 
 
 def test_objects_are_keyed_under_the_prefix_and_prefixes_are_isolated(
@@ -37,7 +39,9 @@ def test_objects_are_keyed_under_the_prefix_and_prefixes_are_isolated(
     assert read_all(team_b, "runs/1/model.pkl") == b"bb"
 
 
-def test_a_store_without_a_prefix_uses_the_whole_bucket(make_s3_store: Callable[..., Any], moto_server: MotoServer) -> None:
+def test_a_store_without_a_prefix_uses_the_whole_bucket(
+    make_s3_store: Callable[..., Any], moto_server: MotoServer
+) -> None:
     bucket = unique_name("s3")
     store = make_s3_store(bucket=bucket, create_bucket=True)
     put_bytes(store, "top.txt", b"t")
@@ -45,7 +49,9 @@ def test_a_store_without_a_prefix_uses_the_whole_bucket(make_s3_store: Callable[
     assert listed(store) == [("top.txt", 1)]
 
 
-def test_folder_markers_are_not_listed_but_are_deleted(make_s3_store: Callable[..., Any], moto_server: MotoServer) -> None:
+def test_folder_markers_are_not_listed_but_are_deleted(
+    make_s3_store: Callable[..., Any], moto_server: MotoServer
+) -> None:
     bucket = unique_name("s3")
     store = make_s3_store(bucket=bucket, prefix="p", create_bucket=True)
     moto_server.client().put_object(Bucket=bucket, Key="p/runs/1/", Body=b"")
@@ -69,10 +75,17 @@ def test_a_missing_bucket_is_a_backend_error_that_says_what_to_do(make_s3_store:
 def test_an_unreachable_endpoint_is_a_backend_error_without_credentials() -> None:
     from plugins_contrib.s3.store import S3ArtifactStore
 
-    store = S3ArtifactStore(S3ArtifactStore.Config().load({
-        "bucket": "unreachable", "endpoint_url": f"http://127.0.0.1:{free_port()}", "region": "us-east-1",
-        "max_attempts": 1, **S3_KEYS,
-    }))
+    store = S3ArtifactStore(
+        S3ArtifactStore.Config().load(
+            {
+                "bucket": "unreachable",
+                "endpoint_url": f"http://127.0.0.1:{free_port()}",
+                "region": "us-east-1",
+                "max_attempts": 1,
+                **S3_KEYS,
+            }
+        )
+    )
     try:
         with pytest.raises(BackendError) as caught:
             store.open("x")

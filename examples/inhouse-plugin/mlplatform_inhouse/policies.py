@@ -32,7 +32,11 @@ def change_ticket(version: Any, environment: Any) -> list[PolicyResult]:
     pattern = r".+" if rule is True else str(rule)
     ticket = str((version.tags or {}).get(TAG, ""))
     if not ticket:
-        return [PolicyResult("change_ticket", False, f"version {version.version} has no {TAG!r} tag; add the change ticket")]
+        return [
+            PolicyResult("change_ticket", False, f"version {version.version} has no {TAG!r} tag; add the change ticket")
+        ]
     if not re.fullmatch(pattern, ticket):
-        return [PolicyResult("change_ticket", False, f"ticket {ticket!r} does not match {pattern!r}", {"ticket": ticket})]
+        return [
+            PolicyResult("change_ticket", False, f"ticket {ticket!r} does not match {pattern!r}", {"ticket": ticket})
+        ]
     return [PolicyResult("change_ticket", True, f"change ticket {ticket}", {"ticket": ticket})]

@@ -41,14 +41,16 @@ def test_the_policy_alone() -> None:
 def platform(tmp_path: Path) -> Iterator[Platform]:
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     migrate.upgrade(url)
-    built = Platform({
-        "data_dir": str(tmp_path / "data"),
-        "database": {"url": url},
-        "environments": [
-            {"name": "staging", "target": "local", "approvals": 1},  # no rollout job runs in this test
-            {"name": "production", "target": "local", "approvals": 1, "policies": {"require_ticket": r"CHG-\d+"}},
-        ],
-    })
+    built = Platform(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "database": {"url": url},
+            "environments": [
+                {"name": "staging", "target": "local", "approvals": 1},  # no rollout job runs in this test
+                {"name": "production", "target": "local", "approvals": 1, "policies": {"require_ticket": r"CHG-\d+"}},
+            ],
+        }
+    )
     yield built
     built.close()
 
@@ -61,8 +63,17 @@ def _versions(platform: Platform, tags: list[dict[str, str]]) -> None:
         session.add(model)
         session.flush()
         for number, version_tags in enumerate(tags, start=1):
-            session.add(ModelVersion(model_id=model.id, version=number, status="ready", artifact_uri=f"m/{number}/",
-                                     artifact_sha256="0" * 64, tags=version_tags, created_by="admin"))
+            session.add(
+                ModelVersion(
+                    model_id=model.id,
+                    version=number,
+                    status="ready",
+                    artifact_uri=f"m/{number}/",
+                    artifact_sha256="0" * 64,
+                    tags=version_tags,
+                    created_by="admin",
+                )
+            )
 
 
 def test_the_platform_runs_it_on_request(platform: Platform) -> None:
@@ -73,7 +84,13 @@ def test_the_platform_runs_it_on_request(platform: Platform) -> None:
     (check,) = refused.value.errors["checks"]
     assert (check["policy"], check["plugin"]) == ("change_ticket", "inhouse")
     with platform.db.write() as session:
-        assert promotions.request_promotion(session, admin, "shop", "churn", version=1, to="staging", platform=platform)["checks"] == {"request": []}
-        body = promotions.request_promotion(session, admin, "shop", "churn", version=2, to="production", platform=platform)
+        assert promotions.request_promotion(
+            session, admin, "shop", "churn", version=1, to="staging", platform=platform
+        )["checks"] == {"request": []}
+        body = promotions.request_promotion(
+            session, admin, "shop", "churn", version=2, to="production", platform=platform
+        )
     assert body["state"] == "pending_approval"
-    assert [c["message"] for c in body["checks"]["request"] if c["policy"] == "change_ticket"] == ["change ticket CHG-7"]
+    assert [c["message"] for c in body["checks"]["request"] if c["policy"] == "change_ticket"] == [
+        "change ticket CHG-7"
+    ]

@@ -55,7 +55,9 @@ class JSONText(TypeDecorator[Any]):
         return None if value is None else json.loads(value)
 
 
-intpk = Annotated[int, mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)]
+intpk = Annotated[
+    int, mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+]
 name_str = Annotated[str, mapped_column(String(250))]
 timestamp = Annotated[dt.datetime, mapped_column(UTCDateTime(), default=utcnow)]
 

@@ -69,7 +69,9 @@ class PromotionApproval(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[timestamp]
 
-    __table_args__ = (UniqueConstraint("promotion_id", "username", name="uq_promotion_approvals_promotion_id_username"),)
+    __table_args__ = (
+        UniqueConstraint("promotion_id", "username", name="uq_promotion_approvals_promotion_id_username"),
+    )
 
 
 class PromotionStep(Base):

@@ -69,5 +69,3 @@ class ModelAlias(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), index=True)
     updated_at: Mapped[timestamp]
     updated_by: Mapped[name_str]
-
-

@@ -87,7 +87,9 @@ class Database:
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         # One-statement reads on every request (token, role): on PostgreSQL skip BEGIN and
         # ROLLBACK, two round trips of three. SQLite has no round trips to save.
-        quick = self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.dialect == "postgresql" else self.engine
+        quick = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.dialect == "postgresql" else self.engine
+        )
         self._quick_reader = sessionmaker(quick, expire_on_commit=False)
         self._writer = sessionmaker(self.engine.execution_options(mlp_write=True), expire_on_commit=False, info=info)
 

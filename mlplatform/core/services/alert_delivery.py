@@ -37,7 +37,6 @@ DELIVER_JOB = "deliver_alert_notification"
 MAX_ERROR_LENGTH = 2000
 
 
-
 def configured_channels(platform: Platform) -> list[str]:
     """The names of the channels in the config's ``alert_channels``, in order."""
     return [item["name"] for item in platform.config["alert_channels"]]

@@ -24,6 +24,7 @@ MAX_PATH = 1000
 
 def normalise_path(path: str, *, allow_empty: bool = False) -> str:
     """A clean relative ``a/b/c`` path, or ``InvalidInput`` naming what is wrong with it."""
+
     def bad(reason: str) -> InvalidInput:
         return InvalidInput(f"artifact path {path!r} {reason}", errors={"path": [reason]})
 
@@ -56,7 +57,9 @@ class LimitedStream:
         chunk = self.stream.read(size if size is not None and size >= 0 else self.limit + 1 - self.read_bytes)
         self.read_bytes += len(chunk)
         if self.read_bytes > self.limit:
-            raise PayloadTooLarge(f"artifact is larger than the limit of {self.limit} bytes (tracking.limits.max_artifact_bytes)")
+            raise PayloadTooLarge(
+                f"artifact is larger than the limit of {self.limit} bytes (tracking.limits.max_artifact_bytes)"
+            )
         return chunk
 
 
@@ -67,10 +70,14 @@ class Download:
     content_type: str
 
 
-def upload(store: ArtifactStore, prefix: str, path: str, stream: IO[bytes], *, size: int | None, limit: int) -> ArtifactInfo:
+def upload(
+    store: ArtifactStore, prefix: str, path: str, stream: IO[bytes], *, size: int | None, limit: int
+) -> ArtifactInfo:
     path = normalise_path(path)
     if size is not None and size > limit:
-        raise PayloadTooLarge(f"artifact is larger than the limit of {limit} bytes (tracking.limits.max_artifact_bytes)")
+        raise PayloadTooLarge(
+            f"artifact is larger than the limit of {limit} bytes (tracking.limits.max_artifact_bytes)"
+        )
     info = store.put(f"{prefix}{path}", LimitedStream(stream, limit), size)  # type: ignore[arg-type]
     return ArtifactInfo(path, info.size, info.modified)
 
@@ -89,4 +96,4 @@ def listing(store: ArtifactStore, prefix: str, path_prefix: str = "") -> Iterato
     """Files under ``path_prefix`` (relative to the run), with paths relative to the run."""
     path_prefix = normalise_path(path_prefix, allow_empty=True) if path_prefix else ""
     for item in store.list(f"{prefix}{path_prefix}"):
-        yield ArtifactInfo(item.path[len(prefix):], item.size, item.modified)
+        yield ArtifactInfo(item.path[len(prefix) :], item.size, item.modified)

@@ -39,7 +39,9 @@ SETTLE_TIMEOUT_S = 600.0
 POLL_S = 0.5
 
 
-def deploy_version(platform: Platform, deployment_id: int, version_id: int, weight: int = 100, request_id: int = 0) -> None:
+def deploy_version(
+    platform: Platform, deployment_id: int, version_id: int, weight: int = 100, request_id: int = 0
+) -> None:
     """Deploy one version on the deployment's target; on health, shift traffic to it."""
     with platform.db.write() as session:
         deployment = _locked(session, deployment_id)
@@ -54,7 +56,9 @@ def deploy_version(platform: Platform, deployment_id: int, version_id: int, weig
         if row.status != "healthy":
             row.status = "deploying"
         deployment.status = "deploying"
-        record_event(session, deployment, "deploying", actor=ACTOR, version_id=version_id, details={"version": version.version})
+        record_event(
+            session, deployment, "deploying", actor=ACTOR, version_id=version_id, details={"version": version.version}
+        )
 
     ref, error = _deploy_and_settle(platform, target_name, spec)
 
@@ -69,12 +73,25 @@ def deploy_version(platform: Platform, deployment_id: int, version_id: int, weig
             row.status, row.status_message = "failed", error
             if not superseded:
                 deployment.status, deployment.status_message = "failed", error
-            record_event(session, deployment, "failed", actor=ACTOR, version_id=version_id, message=error,
-                         details={"version": spec.version, "superseded": superseded})
+            record_event(
+                session,
+                deployment,
+                "failed",
+                actor=ACTOR,
+                version_id=version_id,
+                message=error,
+                details={"version": spec.version, "superseded": superseded},
+            )
         else:
             row.status, row.status_message, row.target_ref, row.deployed_at = "healthy", "", ref, utcnow()
-            record_event(session, deployment, "healthy", actor=ACTOR, version_id=version_id,
-                         details={"version": spec.version, "target_ref": ref})
+            record_event(
+                session,
+                deployment,
+                "healthy",
+                actor=ACTOR,
+                version_id=version_id,
+                details={"version": spec.version, "target_ref": ref},
+            )
             if not superseded:
                 retired_refs = _shift_traffic(session, deployment, version_id, weight)
                 deployment.status, deployment.status_message = "healthy", ""
@@ -155,7 +172,9 @@ def _shift_traffic(session: Session, deployment: Deployment, version_id: int, we
     weights = split_weights(serving, version_id, weight)
     retired: list[str] = []
     numbers = dict(
-        session.execute(select(ModelVersion.id, ModelVersion.version).where(ModelVersion.id.in_([r.version_id for r in rows]))).all()
+        session.execute(
+            select(ModelVersion.id, ModelVersion.version).where(ModelVersion.id.in_([r.version_id for r in rows]))
+        ).all()
     )
     for row in rows:
         row.weight = weights.get(row.version_id, 0)
@@ -164,8 +183,14 @@ def _shift_traffic(session: Session, deployment: Deployment, version_id: int, we
             if row.target_ref:
                 retired.append(row.target_ref)
             session.delete(row)
-    record_event(session, deployment, "traffic", actor=ACTOR, version_id=version_id,
-                 details={"weights": {str(numbers[v]): w for v, w in sorted(weights.items())}})
+    record_event(
+        session,
+        deployment,
+        "traffic",
+        actor=ACTOR,
+        version_id=version_id,
+        details={"weights": {str(numbers[v]): w for v, w in sorted(weights.items())}},
+    )
     return retired
 
 

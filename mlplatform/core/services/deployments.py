@@ -148,7 +148,9 @@ def _traffic(session: Session, deployment_ids: list[int]) -> dict[int, list[Traf
     )
     for row, number in rows:
         by_deployment[row.deployment_id].append(
-            TrafficEntry(number, row.version_id, row.weight, row.status, row.status_message, row.target_ref, row.deployed_at)
+            TrafficEntry(
+                number, row.version_id, row.weight, row.status, row.status_message, row.target_ref, row.deployed_at
+            )
         )
     return by_deployment
 
@@ -176,7 +178,9 @@ def _model(session: Session, project: Project, model_name: str) -> RegisteredMod
     return model
 
 
-def find_deployment(session: Session, project: str, model_name: str, env: str, *, lock: bool = False) -> Deployment | None:
+def find_deployment(
+    session: Session, project: str, model_name: str, env: str, *, lock: bool = False
+) -> Deployment | None:
     """The deployment of ``model_name`` in ``env`` or None; ``NotFound`` for a missing project or model.
 
     ``lock`` takes a row lock (PostgreSQL) so concurrent changes to one deployment queue up.
@@ -226,7 +230,9 @@ def check_if_match(deployment: Deployment | None, if_match: str | None) -> None:
     values = {tag.removeprefix("W/").strip('"') for tag in tags}
     if deployment is None or str(deployment.revision) not in values:
         current = f'"{deployment.revision}"' if deployment else "none (it does not exist)"
-        raise PreconditionFailed(f"the deployment changed: its ETag is {current}, If-Match sent {if_match}; read it again")
+        raise PreconditionFailed(
+            f"the deployment changed: its ETag is {current}, If-Match sent {if_match}; read it again"
+        )
 
 
 # --- changes --------------------------------------------------------------------------------
@@ -247,7 +253,12 @@ def record_event(
     deployment.updated_at = utcnow()
     deployment.updated_by = actor
     event = DeploymentEvent(
-        deployment_id=deployment.id, version_id=version_id, kind=kind, message=message, details=dict(details or {}), actor=actor
+        deployment_id=deployment.id,
+        version_id=version_id,
+        kind=kind,
+        message=message,
+        details=dict(details or {}),
+        actor=actor,
     )
     session.add(event)
     session.flush()
@@ -313,8 +324,14 @@ def request_deploy(
         )
     if deployment is None:
         deployment = Deployment(
-            project_id=model.project_id, model_id=model.id, environment=env_name, target=env["target"],
-            status="pending", status_message="", revision=0, updated_by=identity.username,
+            project_id=model.project_id,
+            model_id=model.id,
+            environment=env_name,
+            target=env["target"],
+            status="pending",
+            status_message="",
+            revision=0,
+            updated_by=identity.username,
         )
         session.add(deployment)
         try:
@@ -327,18 +344,34 @@ def request_deploy(
     deployment.status_message = ""
     row = next((r for r in rows if r.version_id == version.id), None)
     if row is None:
-        session.add(DeploymentVersion(deployment_id=deployment.id, version_id=version.id, weight=0, status="pending", status_message=""))
+        session.add(
+            DeploymentVersion(
+                deployment_id=deployment.id, version_id=version.id, weight=0, status="pending", status_message=""
+            )
+        )
     elif row.status != "healthy":
         row.status, row.status_message = "pending", ""
     details = {"version": version.version, "weight": weight, "ref": str(ref), "via_promotion": via_promotion}
-    event = record_event(session, deployment, "deploy_requested", actor=identity.username, version_id=version.id, details=details)
+    event = record_event(
+        session, deployment, "deploy_requested", actor=identity.username, version_id=version.id, details=details
+    )
     platform.jobs.enqueue(
-        session, DEPLOY_JOB, {"deployment_id": deployment.id, "version_id": version.id, "weight": weight, "request_id": event.id},
-        project=project, max_attempts=3, timeout=900,
+        session,
+        DEPLOY_JOB,
+        {"deployment_id": deployment.id, "version_id": version.id, "weight": weight, "request_id": event.id},
+        project=project,
+        max_attempts=3,
+        timeout=900,
     )
     audit.record(
-        session, actor=identity.username, action="deployment.deploy", resource_type="deployment",
-        resource_id=f"{model_name}/{env_name}", project=project, summary=details, platform=platform,
+        session,
+        actor=identity.username,
+        action="deployment.deploy",
+        resource_type="deployment",
+        resource_id=f"{model_name}/{env_name}",
+        project=project,
+        summary=details,
+        platform=platform,
     )
     return _view(session, deployment, project, model_name)
 
@@ -371,8 +404,14 @@ def request_undeploy(
         session, UNDEPLOY_JOB, {"deployment_id": deployment.id, "request_id": event.id}, project=project, timeout=900
     )
     audit.record(
-        session, actor=identity.username, action="deployment.undeploy", resource_type="deployment",
-        resource_id=f"{model_name}/{env_name}", project=project, summary={}, platform=platform,
+        session,
+        actor=identity.username,
+        action="deployment.undeploy",
+        resource_type="deployment",
+        resource_id=f"{model_name}/{env_name}",
+        project=project,
+        summary={},
+        platform=platform,
     )
     return _view(session, deployment, project, model_name)
 
@@ -396,30 +435,45 @@ def set_traffic(
     clean: dict[int, int] = {}
     for version_id, weight in weights.items():
         if not isinstance(weight, int) or isinstance(weight, bool) or not 0 <= weight <= 100:
-            raise Unprocessable(f"weight of version id {version_id} must be an integer 0-100", errors={str(version_id): ["0-100"]})
+            raise Unprocessable(
+                f"weight of version id {version_id} must be an integer 0-100", errors={str(version_id): ["0-100"]}
+            )
         clean[int(version_id)] = weight
     if sum(clean.values()) != 100:
-        raise Unprocessable(f"traffic weights must sum to 100, not {sum(clean.values())}", errors={"weights": ["sum to 100"]})
+        raise Unprocessable(
+            f"traffic weights must sum to 100, not {sum(clean.values())}", errors={"weights": ["sum to 100"]}
+        )
     rows = {r.version_id: r for r in _rows(session, deployment.id)}
     for version_id, weight in clean.items():
         row = rows.get(version_id)
         if row is None:
             raise Unprocessable(
-                f"version id {version_id} is not deployed in {deployment.environment!r}", errors={str(version_id): ["not deployed"]}
+                f"version id {version_id} is not deployed in {deployment.environment!r}",
+                errors={str(version_id): ["not deployed"]},
             )
         if weight > 0 and row.status != "healthy":
-            raise Conflict(f"version id {version_id} is {row.status} in {deployment.environment!r}; it cannot take traffic")
+            raise Conflict(
+                f"version id {version_id} is {row.status} in {deployment.environment!r}; it cannot take traffic"
+            )
     for version_id, row in rows.items():
         row.weight = clean.get(version_id, 0)
-    numbers = dict(session.execute(select(ModelVersion.id, ModelVersion.version).where(ModelVersion.id.in_(list(rows)))).all())
+    numbers = dict(
+        session.execute(select(ModelVersion.id, ModelVersion.version).where(ModelVersion.id.in_(list(rows)))).all()
+    )
     details = {"weights": {str(numbers[v]): w for v, w in sorted(clean.items())}}
     record_event(session, deployment, "traffic", actor=actor, message=message, details=details)
     project = session.get(Project, deployment.project_id)
     model = session.get(RegisteredModel, deployment.model_id)
     assert project is not None and model is not None
     audit.record(
-        session, actor=actor, action="deployment.traffic", resource_type="deployment",
-        resource_id=f"{model.name}/{deployment.environment}", project=project.name, summary=details, platform=platform,
+        session,
+        actor=actor,
+        action="deployment.traffic",
+        resource_type="deployment",
+        resource_id=f"{model.name}/{deployment.environment}",
+        project=project.name,
+        summary=details,
+        platform=platform,
     )
     return _view(session, deployment, project.name, model.name)
 

@@ -50,8 +50,13 @@ def create_user(
     session.add(user)
     session.flush()
     audit.record(
-        session, actor=actor, action="user.create", resource_type="user", resource_id=username,
-        summary={"is_admin": is_admin, "email": email}, platform=platform,
+        session,
+        actor=actor,
+        action="user.create",
+        resource_type="user",
+        resource_id=username,
+        summary={"is_admin": is_admin, "email": email},
+        platform=platform,
     )
     return user
 
@@ -69,11 +74,17 @@ def issue_token(
     if expires_at is not None and expires_at <= utcnow():
         raise Conflict("expires_at is in the past")
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken(user_id=user.id, name=name, token_hash=hash_token(plaintext), prefix=plaintext[:10], expires_at=expires_at)
+    token = ApiToken(
+        user_id=user.id, name=name, token_hash=hash_token(plaintext), prefix=plaintext[:10], expires_at=expires_at
+    )
     session.add(token)
     session.flush()
     audit.record(
-        session, actor=actor, action="token.issue", resource_type="api_token", resource_id=token.id,
+        session,
+        actor=actor,
+        action="token.issue",
+        resource_type="api_token",
+        resource_id=token.id,
         summary={"user": user.username, "name": name, "expires_at": expires_at.isoformat() if expires_at else None},
         platform=platform,
     )
@@ -93,15 +104,28 @@ def revoke_token(session: Session, identity: Identity, token_id: int, *, platfor
         token.revoked_at = utcnow()
         owner = session.get(User, token.user_id)
         audit.record(
-            session, actor=identity.username, action="token.revoke", resource_type="api_token", resource_id=token.id,
-            summary={"user": owner.username if owner else None, "name": token.name}, platform=platform,
+            session,
+            actor=identity.username,
+            action="token.revoke",
+            resource_type="api_token",
+            resource_id=token.id,
+            summary={"user": owner.username if owner else None, "name": token.name},
+            platform=platform,
         )
     return token
 
 
 _TOKEN_LOOKUP = (
-    select(ApiToken.id, ApiToken.revoked_at, ApiToken.expires_at, ApiToken.last_used_at,
-           User.id, User.username, User.is_admin, User.is_active)
+    select(
+        ApiToken.id,
+        ApiToken.revoked_at,
+        ApiToken.expires_at,
+        ApiToken.last_used_at,
+        User.id,
+        User.username,
+        User.is_admin,
+        User.is_active,
+    )
     .join(User, User.id == ApiToken.user_id)
     .where(ApiToken.token_hash == bindparam("token_hash"))
 )

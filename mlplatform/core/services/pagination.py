@@ -34,7 +34,9 @@ def decode_token(token: str) -> Any:
         raise InvalidInput("page_token is not a token this server issued", errors={"page_token": ["invalid"]}) from None
 
 
-def paginate(session: Session, query: Select[Any], key: InstrumentedAttribute[Any], page_size: int, page_token: str | None) -> Page[Any]:
+def paginate(
+    session: Session, query: Select[Any], key: InstrumentedAttribute[Any], page_size: int, page_token: str | None
+) -> Page[Any]:
     """Rows of ``query`` ordered by the unique ``key``, ``page_size`` at a time."""
     if page_token:
         query = query.where(key > decode_token(page_token))

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
 
 
-def create_project(session: Session, identity: Identity, name: str, description: str = "", *, platform: Platform | None = None) -> Project:
+def create_project(
+    session: Session, identity: Identity, name: str, description: str = "", *, platform: Platform | None = None
+) -> Project:
     """Create a project; its creator becomes its admin."""
     if session.scalar(select(Project.id).where(Project.name == name)) is not None:
         raise Conflict(f"project {name!r} already exists")
@@ -29,8 +31,14 @@ def create_project(session: Session, identity: Identity, name: str, description:
     if identity.user_id is not None:
         session.add(Membership(project_id=project.id, user_id=identity.user_id, role="admin"))
     audit.record(
-        session, actor=identity.username, action="project.create", resource_type="project", resource_id=name,
-        project=name, summary={"description": description}, platform=platform,
+        session,
+        actor=identity.username,
+        action="project.create",
+        resource_type="project",
+        resource_id=name,
+        project=name,
+        summary={"description": description},
+        platform=platform,
     )
     return project
 
@@ -38,18 +46,28 @@ def create_project(session: Session, identity: Identity, name: str, description:
 def list_projects(session: Session, identity: Identity, page_size: int, page_token: str | None) -> Page[Project]:
     query = select(Project)
     if not identity.is_admin:
-        query = query.join(Membership, Membership.project_id == Project.id).where(Membership.user_id == identity.user_id)
+        query = query.join(Membership, Membership.project_id == Project.id).where(
+            Membership.user_id == identity.user_id
+        )
     return paginate(session, query, Project.id, page_size, page_token)
 
 
-def update_project(session: Session, identity: Identity, name: str, changes: dict[str, Any], *, platform: Platform | None = None) -> Project:
+def update_project(
+    session: Session, identity: Identity, name: str, changes: dict[str, Any], *, platform: Platform | None = None
+) -> Project:
     project = get_project(session, name)
     before = {key: getattr(project, key) for key in changes}
     for key, value in changes.items():
         setattr(project, key, value)
     audit.record(
-        session, actor=identity.username, action="project.update", resource_type="project", resource_id=name,
-        project=name, summary={"before": before, "after": changes}, platform=platform,
+        session,
+        actor=identity.username,
+        action="project.update",
+        resource_type="project",
+        resource_id=name,
+        project=name,
+        summary={"before": before, "after": changes},
+        platform=platform,
     )
     return project
 
@@ -57,7 +75,10 @@ def update_project(session: Session, identity: Identity, name: str, changes: dic
 def list_members(session: Session, project_name: str) -> list[tuple[Membership, User]]:
     project = get_project(session, project_name)
     rows = session.execute(
-        select(Membership, User).join(User, User.id == Membership.user_id).where(Membership.project_id == project.id).order_by(User.username)
+        select(Membership, User)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.project_id == project.id)
+        .order_by(User.username)
     )
     return [(m, u) for m, u in rows]
 
@@ -72,11 +93,19 @@ def get_member(session: Session, project_name: str, username: str) -> tuple[Memb
 
 
 def _admin_count(session: Session, project_id: int) -> int:
-    return session.scalar(select(func.count()).where(Membership.project_id == project_id, Membership.role == "admin")) or 0
+    return (
+        session.scalar(select(func.count()).where(Membership.project_id == project_id, Membership.role == "admin")) or 0
+    )
 
 
 def set_member(
-    session: Session, identity: Identity, project_name: str, username: str, role: str, *, platform: Platform | None = None
+    session: Session,
+    identity: Identity,
+    project_name: str,
+    username: str,
+    role: str,
+    *,
+    platform: Platform | None = None,
 ) -> tuple[Membership, User, bool]:
     """Add ``username`` with ``role`` or change their role. Returns (membership, user, created)."""
     if role not in ROLES:
@@ -95,14 +124,21 @@ def set_member(
     session.flush()
     if before != role:
         audit.record(
-            session, actor=identity.username, action="member.set_role", resource_type="membership",
-            resource_id=f"{project_name}/{username}", project=project_name, summary={"from": before, "to": role},
+            session,
+            actor=identity.username,
+            action="member.set_role",
+            resource_type="membership",
+            resource_id=f"{project_name}/{username}",
+            project=project_name,
+            summary={"from": before, "to": role},
             platform=platform,
         )
     return membership, user, before is None
 
 
-def remove_member(session: Session, identity: Identity, project_name: str, username: str, *, platform: Platform | None = None) -> None:
+def remove_member(
+    session: Session, identity: Identity, project_name: str, username: str, *, platform: Platform | None = None
+) -> None:
     """Remove a member. Removing someone who is not a member is not an error."""
     project = get_project(session, project_name)
     user = get_user(session, username)
@@ -113,7 +149,12 @@ def remove_member(session: Session, identity: Identity, project_name: str, usern
         raise Conflict(f"{username!r} is the last admin of project {project_name!r}; make someone else admin first")
     session.delete(membership)
     audit.record(
-        session, actor=identity.username, action="member.remove", resource_type="membership",
-        resource_id=f"{project_name}/{username}", project=project_name, summary={"role": membership.role},
+        session,
+        actor=identity.username,
+        action="member.remove",
+        resource_type="membership",
+        resource_id=f"{project_name}/{username}",
+        project=project_name,
+        summary={"role": membership.role},
         platform=platform,
     )

@@ -78,25 +78,47 @@ def request_promotion(
     _refuse_second(session, model.id, to, model_name)
 
     context = checks.build_context(
-        session, platform, project=project, model=model_name, model_id=model.id, version=candidate, environment=to,
-        requested_by=identity.username, strategy=strategy, phase="request",
+        session,
+        platform,
+        project=project,
+        model=model_name,
+        model_id=model.id,
+        version=candidate,
+        environment=to,
+        requested_by=identity.username,
+        strategy=strategy,
+        phase="request",
     )
     results = checks.run_checks(platform, checks.candidate(candidate, project, model_name), env, context)
     failures = checks.failed(results)
     if failures:
         raise Unprocessable(
-            f"{len(failures)} promotion check(s) failed: " + "; ".join(f"{r['policy']}: {r['message']}" for r in failures),
+            f"{len(failures)} promotion check(s) failed: "
+            + "; ".join(f"{r['policy']}: {r['message']}" for r in failures),
             errors={"checks": failures},
         )
 
     required = int(env["approvals"])
     now = utcnow()
     promotion = Promotion(
-        project_id=project_row.id, model_id=model.id, version_id=candidate.id, environment=to, strategy=strategy,
-        steps=plan, bake_seconds=bake, state="pending_approval" if required else "approved",
+        project_id=project_row.id,
+        model_id=model.id,
+        version_id=candidate.id,
+        environment=to,
+        strategy=strategy,
+        steps=plan,
+        bake_seconds=bake,
+        state="pending_approval" if required else "approved",
         reason=f"waiting for {required} approval(s)" if required else "no approval needed",
-        revision=1, active_key=active_key(model.id, to), required_approvals=required, requested_by=identity.username,
-        checks={"request": results}, settings=config, notifications=[], created_at=now, updated_at=now,
+        revision=1,
+        active_key=active_key(model.id, to),
+        required_approvals=required,
+        requested_by=identity.username,
+        checks={"request": results},
+        settings=config,
+        notifications=[],
+        created_at=now,
+        updated_at=now,
         expires_at=now + dt.timedelta(seconds=config["approval_expiry"]) if required else None,
     )
     session.add(promotion)
@@ -104,12 +126,26 @@ def request_promotion(
         with session.begin_nested():
             session.flush()
     except IntegrityError:
-        raise Conflict(f"another promotion of {model_name!r} to {to!r} is active; finish, reject or roll it back first") from None
+        raise Conflict(
+            f"another promotion of {model_name!r} to {to!r} is active; finish, reject or roll it back first"
+        ) from None
     audit.record(
-        session, actor=identity.username, action="promotion.request", resource_type="promotion", resource_id=promotion.id,
-        project=project, platform=platform,
-        summary={"model": model_name, "version": candidate.version, "environment": to, "strategy": strategy, "steps": plan,
-                 "bake_seconds": bake, "state": promotion.state},
+        session,
+        actor=identity.username,
+        action="promotion.request",
+        resource_type="promotion",
+        resource_id=promotion.id,
+        project=project,
+        platform=platform,
+        summary={
+            "model": model_name,
+            "version": candidate.version,
+            "environment": to,
+            "strategy": strategy,
+            "steps": plan,
+            "bake_seconds": bake,
+            "state": promotion.state,
+        },
     )
     if not required:
         enqueue_step(session, platform, promotion, 0, project)
@@ -122,8 +158,15 @@ def _steps(strategy: str, steps: Sequence[int] | None, config: dict[str, Any]) -
             raise InvalidInput(f"steps apply to canary promotions, not {strategy}", errors={"steps": ["canary only"]})
         return [100]
     plan = [int(s) for s in (steps if steps else config["canary_steps"])]
-    if not plan or plan[-1] != 100 or any(not 1 <= s <= 100 for s in plan) or any(b <= a for a, b in zip(plan, plan[1:], strict=False)):
-        raise InvalidInput("steps must be increasing percentages ending at 100, e.g. [10, 50, 100]", errors={"steps": ["invalid"]})
+    if (
+        not plan
+        or plan[-1] != 100
+        or any(not 1 <= s <= 100 for s in plan)
+        or any(b <= a for a, b in zip(plan, plan[1:], strict=False))
+    ):
+        raise InvalidInput(
+            "steps must be increasing percentages ending at 100, e.g. [10, 50, 100]", errors={"steps": ["invalid"]}
+        )
     return plan
 
 
@@ -159,23 +202,43 @@ def approve(
     if identity.username == promotion.requested_by:
         raise PermissionDenied("you requested this promotion; another maintainer must approve it")
     _vote(session, promotion, identity.username, "approve", comment)
-    count = session.scalar(
-        select(func.count()).select_from(PromotionApproval)
-        .where(PromotionApproval.promotion_id == promotion.id, PromotionApproval.decision == "approve")
-    ) or 0
+    count = (
+        session.scalar(
+            select(func.count())
+            .select_from(PromotionApproval)
+            .where(PromotionApproval.promotion_id == promotion.id, PromotionApproval.decision == "approve")
+        )
+        or 0
+    )
     audit.record(
-        session, actor=identity.username, action="promotion.approve", resource_type="promotion", resource_id=promotion.id,
-        project=project, summary={"approvals": count, "required": promotion.required_approvals, "comment": comment}, platform=platform,
+        session,
+        actor=identity.username,
+        action="promotion.approve",
+        resource_type="promotion",
+        resource_id=promotion.id,
+        project=project,
+        summary={"approvals": count, "required": promotion.required_approvals, "comment": comment},
+        platform=platform,
     )
     if count >= promotion.required_approvals:
         state.transition(
-            session, promotion, "approved", expect=("pending_approval",), actor=identity.username, platform=platform,
-            reason=f"approved by {count} of {promotion.required_approvals} maintainer(s)", expires_at=None,
+            session,
+            promotion,
+            "approved",
+            expect=("pending_approval",),
+            actor=identity.username,
+            platform=platform,
+            reason=f"approved by {count} of {promotion.required_approvals} maintainer(s)",
+            expires_at=None,
         )
         enqueue_step(session, platform, promotion, 0, project)
     else:
-        state.bump(session, promotion, expect_state="pending_approval",
-                   reason=f"{count} of {promotion.required_approvals} approval(s)")
+        state.bump(
+            session,
+            promotion,
+            expect_state="pending_approval",
+            reason=f"{count} of {promotion.required_approvals} approval(s)",
+        )
     return state.to_dict(session, promotion)
 
 
@@ -187,11 +250,18 @@ def reject(
         raise InvalidInput("a rejection needs a reason", errors={"reason": ["required"]})
     promotion = _get(session, project, promotion_id, lock=True)
     if promotion.state not in ("pending_approval", "approved"):
-        raise Conflict(f"promotion {promotion.id} is {promotion.state}; only a pending or approved one can be rejected"
-                       + ("; roll it back instead" if promotion.state in ("rolling_out", "completed") else ""))
+        raise Conflict(
+            f"promotion {promotion.id} is {promotion.state}; only a pending or approved one can be rejected"
+            + ("; roll it back instead" if promotion.state in ("rolling_out", "completed") else "")
+        )
     _vote(session, promotion, identity.username, "reject", reason)
     state.transition(
-        session, promotion, "rejected", expect=("pending_approval", "approved"), actor=identity.username, platform=platform,
+        session,
+        promotion,
+        "rejected",
+        expect=("pending_approval", "approved"),
+        actor=identity.username,
+        platform=platform,
         reason=f"rejected by {identity.username}: {reason}",
     )
     return state.to_dict(session, promotion)
@@ -203,7 +273,10 @@ def rollback(
     """Return the environment to what served before the promotion, at once; see ``promotions_state.rollback``."""
     promotion = _get(session, project, promotion_id, lock=True)
     state.rollback(
-        session, platform, promotion, actor=identity.username,
+        session,
+        platform,
+        promotion,
+        actor=identity.username,
         reason=f"rolled back by {identity.username}" + (f": {reason}" if reason else ""),
         measured={"manual": True},
     )
@@ -212,12 +285,16 @@ def rollback(
 
 def _pending(promotion: Promotion) -> None:
     if promotion.state != "pending_approval":
-        raise Conflict(f"promotion {promotion.id} is {promotion.state}, not pending approval", errors={"state": [promotion.state]})
+        raise Conflict(
+            f"promotion {promotion.id} is {promotion.state}, not pending approval", errors={"state": [promotion.state]}
+        )
 
 
 def _vote(session: Session, promotion: Promotion, username: str, decision: str, comment: str) -> None:
     existing = session.scalar(
-        select(PromotionApproval).where(PromotionApproval.promotion_id == promotion.id, PromotionApproval.username == username)
+        select(PromotionApproval).where(
+            PromotionApproval.promotion_id == promotion.id, PromotionApproval.username == username
+        )
     )
     if existing is not None and decision == "approve":
         raise Conflict(f"{username} already voted on promotion {promotion.id}")
@@ -240,8 +317,14 @@ def get_promotion(session: Session, project: str, promotion_id: int) -> dict[str
 
 
 def list_promotions(
-    session: Session, project: str, model_name: str, *, state_filter: str | None = None, environment: str | None = None,
-    page_size: int = 100, page_token: str | None = None,
+    session: Session,
+    project: str,
+    model_name: str,
+    *,
+    state_filter: str | None = None,
+    environment: str | None = None,
+    page_size: int = 100,
+    page_token: str | None = None,
 ) -> Page[dict[str, Any]]:
     """The model's promotions, oldest first, a page at a time."""
     model = registry.get_model(session, get_project(session, project), model_name)
@@ -257,7 +340,12 @@ def list_promotions(
 
 
 def expire_due(
-    session: Session, platform: Platform, *, promotion_id: int | None = None, model_id: int | None = None, project: str | None = None
+    session: Session,
+    platform: Platform,
+    *,
+    promotion_id: int | None = None,
+    model_id: int | None = None,
+    project: str | None = None,
 ) -> list[int]:
     """Expire pending promotions past ``expires_at`` (all, one, a model's or a project's); returns their ids."""
     query = select(Promotion).where(Promotion.state == "pending_approval", Promotion.expires_at < utcnow())
@@ -271,7 +359,12 @@ def expire_due(
     for promotion in session.scalars(query.with_for_update()).all():
         try:
             state.transition(
-                session, promotion, "expired", expect=("pending_approval",), actor=state.SYSTEM, platform=platform,
+                session,
+                promotion,
+                "expired",
+                expect=("pending_approval",),
+                actor=state.SYSTEM,
+                platform=platform,
                 reason=f"not approved within {dt.timedelta(seconds=int((promotion.settings or {}).get('approval_expiry', 0)))}",
             )
         except Conflict:
@@ -287,6 +380,13 @@ def expire_pending(platform: Platform) -> list[int]:
 
 
 __all__ = [
-    "ACTIVE_STATES", "approve", "expire_due", "expire_pending", "get_promotion", "list_promotions", "reject",
-    "request_promotion", "rollback",
+    "ACTIVE_STATES",
+    "approve",
+    "expire_due",
+    "expire_pending",
+    "get_promotion",
+    "list_promotions",
+    "reject",
+    "request_promotion",
+    "rollback",
 ]

@@ -78,9 +78,16 @@ class PromotionContext:
 
 def candidate(version: ModelVersion, project: str, model: str) -> CandidateVersion:
     return CandidateVersion(
-        id=version.id, project=project, model=model, version=version.version, flavor=version.flavor,
-        tags=dict(version.tags or {}), run_id=version.run_id, metrics=dict(version.run_metrics or {}),
-        params=dict(version.run_params or {}), created_by=version.created_by,
+        id=version.id,
+        project=project,
+        model=model,
+        version=version.version,
+        flavor=version.flavor,
+        tags=dict(version.tags or {}),
+        run_id=version.run_id,
+        metrics=dict(version.run_metrics or {}),
+        params=dict(version.run_params or {}),
+        created_by=version.created_by,
     )
 
 
@@ -99,15 +106,31 @@ def _alerts(session: Session, deployment_id: int, since: dt.datetime | None) -> 
     else:
         query = query.where(or_(Alert.state == "firing", Alert.resolved_at >= since))
     return [
-        {"id": a.id, "rule": name, "state": a.state, "feature": a.feature, "value": a.value,
-         "started_at": a.started_at.isoformat(), "resolved_at": a.resolved_at.isoformat() if a.resolved_at else None}
+        {
+            "id": a.id,
+            "rule": name,
+            "state": a.state,
+            "feature": a.feature,
+            "value": a.value,
+            "started_at": a.started_at.isoformat(),
+            "resolved_at": a.resolved_at.isoformat() if a.resolved_at else None,
+        }
         for a, name in session.execute(query.order_by(Alert.id))
     ]
 
 
 def build_context(
-    session: Session, platform: Platform, *, project: str, model: str, model_id: int, version: ModelVersion,
-    environment: str, requested_by: str, strategy: str, phase: str,
+    session: Session,
+    platform: Platform,
+    *,
+    project: str,
+    model: str,
+    model_id: int,
+    version: ModelVersion,
+    environment: str,
+    requested_by: str,
+    strategy: str,
+    phase: str,
 ) -> PromotionContext:
     """Snapshot the state policies judge by, in ``session``."""
     names = [env["name"] for env in platform.environments]
@@ -118,8 +141,11 @@ def build_context(
         top = session.scalar(
             select(ModelVersion)
             .join(DeploymentVersion, DeploymentVersion.version_id == ModelVersion.id)
-            .where(DeploymentVersion.deployment_id == deployment.id, DeploymentVersion.weight > 0,
-                   DeploymentVersion.status == "healthy")
+            .where(
+                DeploymentVersion.deployment_id == deployment.id,
+                DeploymentVersion.weight > 0,
+                DeploymentVersion.status == "healthy",
+            )
             .order_by(DeploymentVersion.weight.desc(), ModelVersion.version.desc())
             .limit(1)
         )
@@ -127,11 +153,22 @@ def build_context(
     previous = None
     if index > 0:
         previous = _previous(session, model_id, names[index - 1], version.id)
-    has_reference = session.scalar(select(ReferenceProfile.id).where(ReferenceProfile.version_id == version.id)) is not None
+    has_reference = (
+        session.scalar(select(ReferenceProfile.id).where(ReferenceProfile.version_id == version.id)) is not None
+    )
     firing = _alerts(session, deployment.id, None) if deployment is not None else []
     return PromotionContext(
-        project=project, model=model, environment=environment, requested_by=requested_by, strategy=strategy,
-        phase=phase, now=utcnow(), current=current, previous=previous, has_reference=has_reference, firing_alerts=firing,
+        project=project,
+        model=model,
+        environment=environment,
+        requested_by=requested_by,
+        strategy=strategy,
+        phase=phase,
+        now=utcnow(),
+        current=current,
+        previous=previous,
+        has_reference=has_reference,
+        firing_alerts=firing,
     )
 
 
@@ -143,15 +180,20 @@ def _previous(session: Session, model_id: int, env: str, version_id: int) -> Pre
     serving = row is not None and row.status == "healthy" and row.weight > 0
     since = session.scalar(
         select(DeploymentEvent.occurred_at)
-        .where(DeploymentEvent.deployment_id == deployment.id, DeploymentEvent.version_id == version_id,
-               DeploymentEvent.kind == "healthy")
+        .where(
+            DeploymentEvent.deployment_id == deployment.id,
+            DeploymentEvent.version_id == version_id,
+            DeploymentEvent.kind == "healthy",
+        )
         .order_by(DeploymentEvent.id.desc())
         .limit(1)
     )
     return PreviousEnvironment(env, serving, since if serving else None, _alerts(session, deployment.id, since))
 
 
-def run_checks(platform: Platform, version: CandidateVersion, environment: Mapping[str, Any], context: PromotionContext) -> list[dict[str, Any]]:
+def run_checks(
+    platform: Platform, version: CandidateVersion, environment: Mapping[str, Any], context: PromotionContext
+) -> list[dict[str, Any]]:
     """Call every ``check_promotion`` implementation; return every result as a dict.
 
     Each result: ``policy``, ``passed``, ``message``, ``details``, ``plugin``, ``phase``.
@@ -166,12 +208,24 @@ def run_checks(platform: Platform, version: CandidateVersion, environment: Mappi
                 raise TypeError("check_promotion must return a list of PolicyResult")
         except Exception as exc:  # noqa: BLE001 - a broken policy blocks the promotion, it does not crash it
             log.exception("plugin %r failed in check_promotion", impl.plugin_name)
-            batch = [PolicyResult(f"plugin:{impl.plugin_name}", False, f"plugin {impl.plugin_name!r} raised {type(exc).__name__}: {exc}")]
+            batch = [
+                PolicyResult(
+                    f"plugin:{impl.plugin_name}",
+                    False,
+                    f"plugin {impl.plugin_name!r} raised {type(exc).__name__}: {exc}",
+                )
+            ]
         for item in batch:
-            results.append({
-                "policy": item.policy, "passed": bool(item.passed), "message": item.message,
-                "details": dict(item.details), "plugin": impl.plugin_name, "phase": context.phase,
-            })
+            results.append(
+                {
+                    "policy": item.policy,
+                    "passed": bool(item.passed),
+                    "message": item.message,
+                    "details": dict(item.details),
+                    "plugin": impl.plugin_name,
+                    "phase": context.phase,
+                }
+            )
     return results
 
 

@@ -62,8 +62,16 @@ class Measurement:
 
 
 def measure(
-    platform: Platform, session: Session, *, project: str, model: str, environment: str, deployment_id: int,
-    new_version: int, old_version: int | None, since: dt.datetime,
+    platform: Platform,
+    session: Session,
+    *,
+    project: str,
+    model: str,
+    environment: str,
+    deployment_id: int,
+    new_version: int,
+    old_version: int | None,
+    since: dt.datetime,
 ) -> Measurement:
     """Both versions' answers since ``since`` and the deployment's alerts since then."""
     window = outcomes(platform)
@@ -93,8 +101,11 @@ def judge(measurement: Measurement, guard: Mapping[str, Any]) -> list[str]:
         )
     latency_minimum = max(minimum, LATENCY_MIN_REQUESTS)
     if (
-        old is not None and new.requests >= latency_minimum and old.requests >= latency_minimum
-        and new.latency_p99_ms is not None and old.latency_p99_ms is not None
+        old is not None
+        and new.requests >= latency_minimum
+        and old.requests >= latency_minimum
+        and new.latency_p99_ms is not None
+        and old.latency_p99_ms is not None
         and new.latency_p99_ms > old.latency_p99_ms * guard["latency_p99_ratio"]
         and new.latency_p99_ms - old.latency_p99_ms > guard["latency_p99_margin_ms"]
     ):
@@ -116,10 +127,14 @@ def _alerts_since(session: Session, deployment_id: int, since: dt.datetime) -> l
     return [{"id": i, "rule": name, "value": value, "started_at": at.isoformat()} for i, name, value, at in rows]
 
 
-def _captured(platform: Platform, project: str, model: str, environment: str, since: dt.datetime) -> dict[int, VersionStats]:
+def _captured(
+    platform: Platform, project: str, model: str, environment: str, since: dt.datetime
+) -> dict[int, VersionStats]:
     from mlplatform.core.monitoring.records import read_window
 
-    records = read_window(platform.artifact_store, project, model, environment, since, utcnow() + dt.timedelta(seconds=1))
+    records = read_window(
+        platform.artifact_store, project, model, environment, since, utcnow() + dt.timedelta(seconds=1)
+    )
     table = records.table
     if table.num_rows == 0:
         return {}
@@ -133,6 +148,8 @@ def _captured(platform: Platform, project: str, model: str, environment: str, si
         seen.add((version, request_id, at))  # capture writes one row per input row, each with the request's status
         grouped.setdefault(int(version), []).append((status in (None, 200), latency))
     return {
-        version: VersionStats(len(rows), sum(1 for ok, _ in rows if not ok), p99([lat for _, lat in rows if lat is not None]))
+        version: VersionStats(
+            len(rows), sum(1 for ok, _ in rows if not ok), p99([lat for _, lat in rows if lat is not None])
+        )
         for version, rows in grouped.items()
     }

@@ -76,7 +76,9 @@ class OutcomeWindow:
             while entries and entries[0][0] < now - HORIZON_S:
                 entries.popleft()
 
-    def stats(self, project: str, model: str, environment: str, version: int, since: float, until: float | None = None) -> VersionStats:
+    def stats(
+        self, project: str, model: str, environment: str, version: int, since: float, until: float | None = None
+    ) -> VersionStats:
         """Requests of ``version`` answered at or after ``since`` (Unix seconds), before ``until``."""
         with self._lock:
             entries = list(self._data.get((project, model, environment, version), ()))

@@ -80,8 +80,12 @@ def enqueue_step(session: Session, platform: Platform, promotion: Promotion, ste
     bake = promotion.bake_seconds if 0 < step < len(promotion.steps) else 0.0
     period = (promotion.settings or {}).get("guard", {}).get("period", 0.0) if step > len(promotion.steps) else 0.0
     platform.jobs.enqueue(
-        session, STEP_JOB, {"promotion_id": promotion.id, "step": step}, project=project,
-        max_attempts=3, timeout=int(1800 + bake + period),
+        session,
+        STEP_JOB,
+        {"promotion_id": promotion.id, "step": step},
+        project=project,
+        max_attempts=3,
+        timeout=int(1800 + bake + period),
     )
 
 
@@ -91,14 +95,23 @@ def enqueue_step(session: Session, platform: Platform, promotion: Promotion, ste
 def _prepare(platform: Platform, promotion_id: int) -> None:
     with platform.db.write() as session:
         promotion = load(session, promotion_id, lock=True)
-        if promotion is None or not (promotion.state == "approved" or (promotion.state == "rolling_out" and promotion.step_index < 0)):
+        if promotion is None or not (
+            promotion.state == "approved" or (promotion.state == "rolling_out" and promotion.step_index < 0)
+        ):
             return
         project, model, number = names(session, promotion)
         version = session.get(ModelVersion, promotion.version_id)
         assert version is not None
         context = checks.build_context(
-            session, platform, project=project, model=model, model_id=promotion.model_id, version=version,
-            environment=promotion.environment, requested_by=promotion.requested_by, strategy=promotion.strategy,
+            session,
+            platform,
+            project=project,
+            model=model,
+            model_id=promotion.model_id,
+            version=version,
+            environment=promotion.environment,
+            requested_by=promotion.requested_by,
+            strategy=promotion.strategy,
             phase="pre_traffic",
         )
         env = targets.environment(platform, promotion.environment)
@@ -106,13 +119,32 @@ def _prepare(platform: Platform, promotion_id: int) -> None:
         recorded = {**(promotion.checks or {}), "pre_traffic": results}
         failures = checks.failed(results)
         if failures:
-            reason = "checks failed before traffic moved: " + "; ".join(f"{r['policy']}: {r['message']}" for r in failures)
-            transition(session, promotion, "failed", expect=("approved", "rolling_out"), reason=reason, actor=ACTOR,
-                       platform=platform, checks=recorded, summary={"failed_checks": failures})
+            reason = "checks failed before traffic moved: " + "; ".join(
+                f"{r['policy']}: {r['message']}" for r in failures
+            )
+            transition(
+                session,
+                promotion,
+                "failed",
+                expect=("approved", "rolling_out"),
+                reason=reason,
+                actor=ACTOR,
+                platform=platform,
+                checks=recorded,
+                summary={"failed_checks": failures},
+            )
             return
         if promotion.state == "approved":
-            transition(session, promotion, "rolling_out", expect=("approved",), reason="checks passed; deploying the version at 0%",
-                       actor=ACTOR, platform=platform, checks=recorded)
+            transition(
+                session,
+                promotion,
+                "rolling_out",
+                expect=("approved",),
+                reason="checks passed; deploying the version at 0%",
+                actor=ACTOR,
+                platform=platform,
+                checks=recorded,
+            )
         step_row(session, promotion_id, 0, "prepare", 0)
         version_id, strategy, artifact_uri = promotion.version_id, promotion.strategy, version.artifact_uri
     try:
@@ -140,7 +172,9 @@ def _prepare(platform: Platform, promotion_id: int) -> None:
         _fail(platform, promotion_id, 0, f"deploying version {number} failed: {message}", measured)
         return
     if strategy == "blue_green":
-        ok, smoke = _smoke_test(platform, project, model, _environment_of(platform, promotion_id), number, artifact_uri, promotion_id)
+        ok, smoke = _smoke_test(
+            platform, project, model, _environment_of(platform, promotion_id), number, artifact_uri, promotion_id
+        )
         measured["smoke_test"] = smoke
         if not ok:
             _fail(platform, promotion_id, 0, f"smoke test of version {number} failed: {smoke.get('error')}", measured)
@@ -150,12 +184,20 @@ def _prepare(platform: Platform, promotion_id: int) -> None:
         if promotion is None or promotion.state != "rolling_out" or promotion.step_index >= 0:
             return
         step = step_row(session, promotion_id, 0, "prepare", 0)
-        finish_step(step, "passed", f"version {number} deployed" + (" at 0%" if promotion.previous_weights else ""), measured)
+        finish_step(
+            step, "passed", f"version {number} deployed" + (" at 0%" if promotion.previous_weights else ""), measured
+        )
         if not bump(session, promotion, expect_state="rolling_out", step_index=0):
             return
         if not promotion.previous_weights:
             promotion.started_at = utcnow()
-            _complete(session, platform, promotion, project, f"nothing served {promotion.environment} before: version {number} took all traffic")
+            _complete(
+                session,
+                platform,
+                promotion,
+                project,
+                f"nothing served {promotion.environment} before: version {number} took all traffic",
+            )
             return
         enqueue_step(session, platform, promotion, 1, project)
 
@@ -167,7 +209,9 @@ def _environment_of(platform: Platform, promotion_id: int) -> str:
         return promotion.environment
 
 
-def _stage(session: Session, platform: Platform, promotion: Promotion, project: str, model: str, version: ModelVersion) -> tuple[int, int]:
+def _stage(
+    session: Session, platform: Platform, promotion: Promotion, project: str, model: str, version: ModelVersion
+) -> tuple[int, int]:
     """Add the version to the deployment at 0% (creating the deployment if needed) and record
     what served before; returns ``(deployment id, id of the deploy_requested event)``."""
     env, _target = targets.target_for_environment(platform, promotion.environment)
@@ -175,8 +219,14 @@ def _stage(session: Session, platform: Platform, promotion: Promotion, project: 
     deployment = deployments.find_deployment(session, project, model, promotion.environment, lock=True)
     if deployment is None:
         deployment = Deployment(
-            project_id=promotion.project_id, model_id=promotion.model_id, environment=promotion.environment,
-            target=env["target"], status="pending", status_message="", revision=0, updated_by=ACTOR,
+            project_id=promotion.project_id,
+            model_id=promotion.model_id,
+            environment=promotion.environment,
+            target=env["target"],
+            status="pending",
+            status_message="",
+            revision=0,
+            updated_by=ACTOR,
         )
         session.add(deployment)
         try:
@@ -184,7 +234,10 @@ def _stage(session: Session, platform: Platform, promotion: Promotion, project: 
                 session.flush()
         except IntegrityError:
             raise Conflict(f"{model!r} is being deployed to {promotion.environment!r} right now; retry") from None
-    rows = {r.version_id: r for r in session.scalars(select(DeploymentVersion).where(DeploymentVersion.deployment_id == deployment.id))}
+    rows = {
+        r.version_id: r
+        for r in session.scalars(select(DeploymentVersion).where(DeploymentVersion.deployment_id == deployment.id))
+    }
     if promotion.previous_weights is None:
         serving = {v: r.weight for v, r in rows.items() if v != version.id and r.status == "healthy" and r.weight > 0}
         normalised = deployments.split_weights(serving, version.id, 0) if serving else {}
@@ -192,15 +245,27 @@ def _stage(session: Session, platform: Platform, promotion: Promotion, project: 
         promotion.deployment_id = deployment.id
     row = rows.get(version.id)
     if row is None:
-        session.add(DeploymentVersion(deployment_id=deployment.id, version_id=version.id, weight=0, status="pending", status_message=""))
+        session.add(
+            DeploymentVersion(
+                deployment_id=deployment.id, version_id=version.id, weight=0, status="pending", status_message=""
+            )
+        )
     elif row.status != "healthy":
         row.status, row.status_message = "pending", ""
     deployment.target = env["target"]
     details = {"version": version.version, "weight": 0, "via_promotion": True, "promotion": promotion.id}
-    event = deployments.record_event(session, deployment, "deploy_requested", actor=ACTOR, version_id=version.id, details=details)
+    event = deployments.record_event(
+        session, deployment, "deploy_requested", actor=ACTOR, version_id=version.id, details=details
+    )
     audit.record(
-        session, actor=ACTOR, action="deployment.deploy", resource_type="deployment",
-        resource_id=f"{model}/{promotion.environment}", project=project, summary=details, platform=platform,
+        session,
+        actor=ACTOR,
+        action="deployment.deploy",
+        resource_type="deployment",
+        resource_id=f"{model}/{promotion.environment}",
+        project=project,
+        summary=details,
+        platform=platform,
     )
     return deployment.id, event.id
 
@@ -219,14 +284,26 @@ def _smoke_test(
     gateway = platform.shared("gateway", lambda: Gateway(platform))
     started = time.perf_counter()
     try:
-        result = gateway.predict(project, model, env, body, pin=str(number), request_id=f"promotion-{promotion_id}-smoke")
+        result = gateway.predict(
+            project, model, env, body, pin=str(number), request_id=f"promotion-{promotion_id}-smoke"
+        )
     except MLPlatformError as exc:
-        return False, {"error": exc.message, "status": exc.status, "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
+        return False, {
+            "error": exc.message,
+            "status": exc.status,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+        }
     latency = round((time.perf_counter() - started) * 1000, 3)
     rows = len(body.get("instances") or body.get("data") or [])
     ok = result.version == number and len(result.predictions) == rows
-    return ok, {"status": 200, "rows": rows, "predictions": len(result.predictions), "version": result.version,
-                "latency_ms": latency, **({} if ok else {"error": "wrong answer shape"})}
+    return ok, {
+        "status": 200,
+        "rows": rows,
+        "predictions": len(result.predictions),
+        "version": result.version,
+        "latency_ms": latency,
+        **({} if ok else {"error": "wrong answer shape"}),
+    }
 
 
 def _fail(platform: Platform, promotion_id: int, index: int, reason: str, measured: dict[str, Any]) -> None:
@@ -236,8 +313,16 @@ def _fail(platform: Platform, promotion_id: int, index: int, reason: str, measur
         if promotion is None or promotion.state != "rolling_out":
             return
         finish_step(step_row(session, promotion_id, index, "prepare", 0), "failed", reason, measured)
-        transition(session, promotion, "failed", expect=("rolling_out",), reason=reason, actor=ACTOR, platform=platform,
-                   summary={"measured": measured})
+        transition(
+            session,
+            promotion,
+            "failed",
+            expect=("rolling_out",),
+            reason=reason,
+            actor=ACTOR,
+            platform=platform,
+            summary={"measured": measured},
+        )
 
 
 # --- steps 1..n: traffic and bake -------------------------------------------------------------
@@ -266,7 +351,9 @@ def _traffic(platform: Platform, promotion_id: int, k: int) -> None:
             promotion = load(session, promotion_id, lock=True)
             if promotion is None or promotion.state != "rolling_out" or promotion.step_index != k:
                 return
-            finish_step(step_row(session, promotion_id, k, "traffic", weight), "passed", f"version {number} takes all traffic")
+            finish_step(
+                step_row(session, promotion_id, k, "traffic", weight), "passed", f"version {number} takes all traffic"
+            )
             _complete(session, platform, promotion, project, f"version {number} takes all traffic")
         return
     measurement = _watch(platform, promotion_id, k, "rolling_out", bake_until, since, settings)
@@ -279,7 +366,9 @@ def _traffic(platform: Platform, promotion_id: int, k: int) -> None:
         step = step_row(session, promotion_id, k, "traffic", weight)
         if step.state != "running":
             return
-        finish_step(step, "passed", f"{weight}% baked for {promotion.bake_seconds:g}s within the SLOs", measurement.to_dict())
+        finish_step(
+            step, "passed", f"{weight}% baked for {promotion.bake_seconds:g}s within the SLOs", measurement.to_dict()
+        )
         enqueue_step(session, platform, promotion, k + 1, project)
 
 
@@ -288,17 +377,30 @@ def _apply_weight(session: Session, platform: Platform, promotion: Promotion, we
     weights = deployments.split_weights(previous, promotion.version_id, weight)
     deployment = session.scalar(select(Deployment).where(Deployment.id == promotion.deployment_id).with_for_update())
     assert deployment is not None
-    current = {r.version_id: r.weight for r in session.scalars(select(DeploymentVersion).where(DeploymentVersion.deployment_id == deployment.id))}
+    current = {
+        r.version_id: r.weight
+        for r in session.scalars(select(DeploymentVersion).where(DeploymentVersion.deployment_id == deployment.id))
+    }
     if all(current.get(v, 0) == weights.get(v, 0) for v in set(current) | set(weights)):
         return  # a resumed step: the traffic is already there
     deployments.set_traffic(
-        session, deployment, weights, actor=ACTOR, platform=platform,
+        session,
+        deployment,
+        weights,
+        actor=ACTOR,
+        platform=platform,
         message=f"promotion {promotion.id} step {k}: {weight}% to the new version",
     )
 
 
 def _watch(
-    platform: Platform, promotion_id: int, k: int, state: str, until: dt.datetime, since: dt.datetime, settings: dict[str, Any],
+    platform: Platform,
+    promotion_id: int,
+    k: int,
+    state: str,
+    until: dt.datetime,
+    since: dt.datetime,
+    settings: dict[str, Any],
 ) -> guard.Measurement | None:
     """Ask the guard every check interval until ``until``. Returns the last measurement, or None
     when the promotion left step ``k`` in ``state`` (a breach rolled it back, or a person did)."""
@@ -326,12 +428,21 @@ def _measure(platform: Platform, session: Session, promotion: Promotion) -> guar
     old = session.scalar(select(ModelVersion.version).where(ModelVersion.id == old_id)) if old_id is not None else None
     assert promotion.deployment_id is not None
     return guard.measure(
-        platform, session, project=project, model=model, environment=promotion.environment, deployment_id=promotion.deployment_id,
-        new_version=number, old_version=old, since=promotion.started_at or utcnow(),
+        platform,
+        session,
+        project=project,
+        model=model,
+        environment=promotion.environment,
+        deployment_id=promotion.deployment_id,
+        new_version=number,
+        old_version=old,
+        since=promotion.started_at or utcnow(),
     )
 
 
-def _guard_rollback(platform: Platform, promotion_id: int, k: int, state: str, reasons: list[str], measurement: guard.Measurement) -> None:
+def _guard_rollback(
+    platform: Platform, promotion_id: int, k: int, state: str, reasons: list[str], measurement: guard.Measurement
+) -> None:
     detected = utcnow()
     try:
         with platform.db.write() as session:
@@ -343,7 +454,14 @@ def _guard_rollback(platform: Platform, promotion_id: int, k: int, state: str, r
             if measurement.first_error_at is not None:
                 measured["first_error_at"] = dt.datetime.fromtimestamp(measurement.first_error_at, dt.UTC).isoformat()
             finish_step(step, "failed", "; ".join(reasons), measured)
-            rollback(session, platform, promotion, actor=GUARD_ACTOR, reason="SLO breach: " + "; ".join(reasons), measured=measured)
+            rollback(
+                session,
+                platform,
+                promotion,
+                actor=GUARD_ACTOR,
+                reason="SLO breach: " + "; ".join(reasons),
+                measured=measured,
+            )
     except Conflict:
         log.info("promotion %s changed while the guard rolled it back; leaving it", promotion_id)
 
@@ -354,8 +472,16 @@ def _guard_rollback(platform: Platform, promotion_id: int, k: int, state: str, r
 def _complete(session: Session, platform: Platform, promotion: Promotion, project: str, reason: str) -> None:
     period = float((promotion.settings or {}).get("guard", {}).get("period", 0.0))
     until = utcnow() + dt.timedelta(seconds=period)
-    transition(session, promotion, "completed", expect=("rolling_out",), reason=reason, actor=ACTOR, platform=platform,
-               guard_until=until if period > 0 else None)
+    transition(
+        session,
+        promotion,
+        "completed",
+        expect=("rolling_out",),
+        reason=reason,
+        actor=ACTOR,
+        platform=platform,
+        guard_until=until if period > 0 else None,
+    )
     if period > 0:
         enqueue_step(session, platform, promotion, len(promotion.steps) + 1, project)
     else:
@@ -372,7 +498,11 @@ def _guard(platform: Platform, promotion_id: int, k: int) -> None:
             return
         if promotion.step_index < k and not bump(session, promotion, expect_state="completed", step_index=k):
             return
-        until, since, settings = promotion.guard_until, promotion.started_at or step.started_at, promotion.settings or {}
+        until, since, settings = (
+            promotion.guard_until,
+            promotion.started_at or step.started_at,
+            promotion.settings or {},
+        )
     measurement = _watch(platform, promotion_id, k, "completed", until, since, settings)
     if measurement is None:
         return
@@ -395,6 +525,13 @@ def _retire_previous(session: Session, platform: Platform, promotion: Promotion)
         return
     project, model, number = names(session, promotion)
     deployments.request_deploy(
-        session, Identity(ACTOR, "system"), project, model, promotion.environment, number, weight=100, via_promotion=True,
+        session,
+        Identity(ACTOR, "system"),
+        project,
+        model,
+        promotion.environment,
+        number,
+        weight=100,
+        via_promotion=True,
         platform=platform,
     )

@@ -86,7 +86,13 @@ def transition(
     ``changes`` are other columns set in the same update.
     """
     now = utcnow()
-    values: dict[str, Any] = {"state": to, "reason": reason, "revision": promotion.revision + 1, "updated_at": now, **changes}
+    values: dict[str, Any] = {
+        "state": to,
+        "reason": reason,
+        "revision": promotion.revision + 1,
+        "updated_at": now,
+        **changes,
+    }
     if to in FINAL_STATES:
         values.setdefault("active_key", None)
         values.setdefault("finished_at", now)
@@ -103,8 +109,19 @@ def transition(
     session.refresh(promotion)
     project, model, number = names(session, promotion)
     audit.record(
-        session, actor=actor, action=f"promotion.{to}", resource_type="promotion", resource_id=promotion.id, project=project,
-        summary={"model": model, "version": number, "environment": promotion.environment, "reason": reason, **(summary or {})},
+        session,
+        actor=actor,
+        action=f"promotion.{to}",
+        resource_type="promotion",
+        resource_id=promotion.id,
+        project=project,
+        summary={
+            "model": model,
+            "version": number,
+            "environment": promotion.environment,
+            "reason": reason,
+            **(summary or {}),
+        },
         platform=platform,
     )
 
@@ -128,9 +145,13 @@ def bump(session: Session, promotion: Promotion, *, expect_state: str, **changes
 
 def step_row(session: Session, promotion_id: int, index: int, kind: str, weight: int | None = None) -> PromotionStep:
     """The step ``index`` of the promotion, created ``running`` if it is not there yet (a re-run resumes it)."""
-    row = session.scalar(select(PromotionStep).where(PromotionStep.promotion_id == promotion_id, PromotionStep.index == index))
+    row = session.scalar(
+        select(PromotionStep).where(PromotionStep.promotion_id == promotion_id, PromotionStep.index == index)
+    )
     if row is None:
-        row = PromotionStep(promotion_id=promotion_id, index=index, kind=kind, weight=weight, state="running", message="", measured={})
+        row = PromotionStep(
+            promotion_id=promotion_id, index=index, kind=kind, weight=weight, state="running", message="", measured={}
+        )
         session.add(row)
         session.flush()
     return row
@@ -168,8 +189,15 @@ def rollback(
     traffic = _restore_traffic(session, platform, promotion, actor=actor, reason=reason)
     details = {**dict(measured or {}), "traffic": traffic}
     transition(
-        session, promotion, "rolled_back", expect=(expected_state,), reason=reason, actor=actor, platform=platform,
-        summary={"measured": details}, guard_until=None,
+        session,
+        promotion,
+        "rolled_back",
+        expect=(expected_state,),
+        reason=reason,
+        actor=actor,
+        platform=platform,
+        summary={"measured": details},
+        guard_until=None,
     )
     step = step_row(session, promotion.id, _next_index(session, promotion.id), "rollback")
     finish_step(step, "passed", reason, details)
@@ -177,7 +205,12 @@ def rollback(
 
 
 def _next_index(session: Session, promotion_id: int) -> int:
-    last = session.scalar(select(PromotionStep.index).where(PromotionStep.promotion_id == promotion_id).order_by(PromotionStep.index.desc()).limit(1))
+    last = session.scalar(
+        select(PromotionStep.index)
+        .where(PromotionStep.promotion_id == promotion_id)
+        .order_by(PromotionStep.index.desc())
+        .limit(1)
+    )
     return 1000 if last is None or last < 1000 else last + 1  # rollback rows sort after every rollout step
 
 
@@ -195,14 +228,25 @@ def _restore_traffic(session: Session, platform: Platform, promotion: Promotion,
     if not previous:
         deployments.request_undeploy(session, identity, project, model, promotion.environment, platform=platform)
         return "nothing served before: undeploying"
-    rows = {r.version_id: r for r in session.scalars(select(DeploymentVersion).where(DeploymentVersion.deployment_id == deployment.id))}
+    rows = {
+        r.version_id: r
+        for r in session.scalars(select(DeploymentVersion).where(DeploymentVersion.deployment_id == deployment.id))
+    }
     if all(v in rows and rows[v].status == "healthy" for v in previous):
         deployments.set_traffic(session, deployment, previous, actor=actor, message=message, platform=platform)
         return "traffic restored: " + ", ".join(f"version id {v} at {w}%" for v, w in sorted(previous.items()))
     main = max(previous, key=lambda v: previous[v])
     number = session.scalar(select(ModelVersion.version).where(ModelVersion.id == main))
     deployments.request_deploy(
-        session, identity, project, model, promotion.environment, int(number or 0), weight=100, via_promotion=True, platform=platform
+        session,
+        identity,
+        project,
+        model,
+        promotion.environment,
+        int(number or 0),
+        weight=100,
+        via_promotion=True,
+        platform=platform,
     )
     return f"the previous version {number} was retired: redeploying it at 100%"
 
@@ -215,10 +259,14 @@ def channels_for(platform: Platform, promotion: Promotion) -> list[str]:
     return list(chosen) if chosen is not None else alert_delivery.configured_channels(platform)
 
 
-def notify(session: Session, platform: Platform, promotion: Promotion, reason: str, measured: Mapping[str, Any]) -> None:
+def notify(
+    session: Session, platform: Platform, promotion: Promotion, reason: str, measured: Mapping[str, Any]
+) -> None:
     """Record a pending notification per channel and enqueue its delivery (after commit)."""
     channels = channels_for(platform, promotion)
-    promotion.notifications = [{"channel": c, "event": "rolled_back", "status": "pending", "error": ""} for c in channels]
+    promotion.notifications = [
+        {"channel": c, "event": "rolled_back", "status": "pending", "error": ""} for c in channels
+    ]
     project, _, _ = names(session, promotion)
     for name in channels:
         platform.jobs.enqueue(session, NOTIFY_JOB, {"promotion_id": promotion.id, "channel": name}, project=project)
@@ -235,8 +283,13 @@ def message_for(session: Session, promotion: Promotion) -> AlertMessage:
         state="firing",
         project=project,
         message=promotion.reason,
-        labels={"kind": "promotion_rollback", "model": model, "environment": promotion.environment,
-                "version": str(number), "promotion": str(promotion.id)},
+        labels={
+            "kind": "promotion_rollback",
+            "model": model,
+            "environment": promotion.environment,
+            "version": str(number),
+            "promotion": str(promotion.id),
+        },
         values=dict(rollback_step.measured) if rollback_step else {},
         occurred_at=promotion.finished_at,
     )
@@ -246,7 +299,9 @@ def deliver_notification(platform: Platform, promotion_id: int, channel: str) ->
     """Job handler: send the rollback notice through ``channel``; a sent one is not sent again."""
     with platform.db.read() as session:
         promotion = load(session, promotion_id)
-        entry = next((n for n in (promotion.notifications or []) if n["channel"] == channel), None) if promotion else None
+        entry = (
+            next((n for n in (promotion.notifications or []) if n["channel"] == channel), None) if promotion else None
+        )
         if promotion is None or entry is None or entry["status"] != "pending":
             return entry["status"] if entry else "gone"
         message = message_for(session, promotion)
@@ -262,7 +317,9 @@ def deliver_notification(platform: Platform, promotion_id: int, channel: str) ->
         promotion = load(session, promotion_id, lock=True)
         if promotion is not None:
             promotion.notifications = [
-                {**n, "status": status, "error": error[:2000], "at": utcnow().isoformat()} if n["channel"] == channel else n
+                {**n, "status": status, "error": error[:2000], "at": utcnow().isoformat()}
+                if n["channel"] == channel
+                else n
                 for n in promotion.notifications or []
             ]
     return status
@@ -278,10 +335,19 @@ def _iso(value: dt.datetime | None) -> str | None:
 def to_dict(session: Session, promotion: Promotion) -> dict[str, Any]:
     """The promotion as the API shows it: checks, approvals, steps and the last reason."""
     project, model, number = names(session, promotion)
-    approvals = session.scalars(select(PromotionApproval).where(PromotionApproval.promotion_id == promotion.id).order_by(PromotionApproval.id))
-    steps = session.scalars(select(PromotionStep).where(PromotionStep.promotion_id == promotion.id).order_by(PromotionStep.index))
-    versions = dict(session.execute(select(ModelVersion.id, ModelVersion.version).where(
-        ModelVersion.id.in_([int(v) for v in (promotion.previous_weights or {})]))).all())
+    approvals = session.scalars(
+        select(PromotionApproval).where(PromotionApproval.promotion_id == promotion.id).order_by(PromotionApproval.id)
+    )
+    steps = session.scalars(
+        select(PromotionStep).where(PromotionStep.promotion_id == promotion.id).order_by(PromotionStep.index)
+    )
+    versions = dict(
+        session.execute(
+            select(ModelVersion.id, ModelVersion.version).where(
+                ModelVersion.id.in_([int(v) for v in (promotion.previous_weights or {})])
+            )
+        ).all()
+    )
     return {
         "id": promotion.id,
         "project": project,
@@ -297,13 +363,22 @@ def to_dict(session: Session, promotion: Promotion) -> dict[str, Any]:
         "requested_by": promotion.requested_by,
         "required_approvals": promotion.required_approvals,
         "approvals": [
-            {"username": a.username, "decision": a.decision, "comment": a.comment, "at": _iso(a.created_at)} for a in approvals
+            {"username": a.username, "decision": a.decision, "comment": a.comment, "at": _iso(a.created_at)}
+            for a in approvals
         ],
         "checks": promotion.checks or {},
         "rollout": [
-            {"index": s.index, "kind": s.kind, "weight": s.weight, "state": s.state, "message": s.message,
-             "measured": s.measured, "started_at": _iso(s.started_at), "finished_at": _iso(s.finished_at),
-             "seconds": None if s.finished_at is None else round((s.finished_at - s.started_at).total_seconds(), 3)}
+            {
+                "index": s.index,
+                "kind": s.kind,
+                "weight": s.weight,
+                "state": s.state,
+                "message": s.message,
+                "measured": s.measured,
+                "started_at": _iso(s.started_at),
+                "finished_at": _iso(s.finished_at),
+                "seconds": None if s.finished_at is None else round((s.finished_at - s.started_at).total_seconds(), 3),
+            }
             for s in steps
         ],
         "previous_traffic": {str(versions.get(int(k), k)): w for k, w in (promotion.previous_weights or {}).items()},
@@ -323,6 +398,7 @@ def settings(platform: Platform, env: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(platform.config["promotion"])
     overrides = env.get("promotion") or {}
     for key, value in overrides.items():
-        merged[key] = {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        merged[key] = (
+            {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
-

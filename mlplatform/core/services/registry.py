@@ -45,7 +45,10 @@ def parse_model_ref(ref: str) -> tuple[str, str | None]:
     """
     name, at, version = ref.partition("@")
     if not name or (at and not version):
-        raise InvalidInput(f"model reference {ref!r} must be 'NAME' or 'NAME@VERSION_OR_ALIAS'", errors={"model": ["malformed reference"]})
+        raise InvalidInput(
+            f"model reference {ref!r} must be 'NAME' or 'NAME@VERSION_OR_ALIAS'",
+            errors={"model": ["malformed reference"]},
+        )
     return name, (version if at else None)
 
 
@@ -72,7 +75,9 @@ def get_model(session: Session, project: Project, name: str, *, for_update: bool
     return model
 
 
-def resolve_version(session: Session, project: Project, model_name: str, ref: str | int) -> tuple[RegisteredModel, ModelVersion]:
+def resolve_version(
+    session: Session, project: Project, model_name: str, ref: str | int
+) -> tuple[RegisteredModel, ModelVersion]:
     """The model and the version ``ref`` names.
 
     ``ref`` is a number (``3``, ``"3"``, ``"v3"``), ``"latest"`` (the highest version that is
@@ -89,7 +94,9 @@ def version_in(session: Session, model: RegisteredModel, ref: str | int) -> Mode
     model_name = model.name
     number = version_number(ref)
     if number is not None:
-        version = session.scalar(select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.version == number))
+        version = session.scalar(
+            select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.version == number)
+        )
         if version is None:
             raise NotFound(f"model {model_name!r} has no version {number}", errors={"version": ["not found"]})
         return version
@@ -102,12 +109,14 @@ def version_in(session: Session, model: RegisteredModel, ref: str | int) -> Mode
             .limit(1)
         )
         if version is None:
-            raise NotFound(f"model {model_name!r} has no ready, unarchived version for 'latest'", errors={"version": ["no latest"]})
+            raise NotFound(
+                f"model {model_name!r} has no ready, unarchived version for 'latest'", errors={"version": ["no latest"]}
+            )
         return version
     version = session.scalar(
-        select(ModelVersion).join(ModelAlias, ModelAlias.version_id == ModelVersion.id).where(
-            ModelAlias.model_id == model.id, ModelAlias.alias == ref
-        )
+        select(ModelVersion)
+        .join(ModelAlias, ModelAlias.version_id == ModelVersion.id)
+        .where(ModelAlias.model_id == model.id, ModelAlias.alias == ref)
     )
     if version is None:
         raise NotFound(
@@ -117,7 +126,9 @@ def version_in(session: Session, model: RegisteredModel, ref: str | int) -> Mode
     return version
 
 
-def resolve_ref(session: Session, project: Project, ref: str, default: str | int = LATEST) -> tuple[RegisteredModel, ModelVersion]:
+def resolve_ref(
+    session: Session, project: Project, ref: str, default: str | int = LATEST
+) -> tuple[RegisteredModel, ModelVersion]:
     """``resolve_version`` for a whole reference like ``"churn@champion"`` (``default`` when no ``@``)."""
     name, version = parse_model_ref(ref)
     return resolve_version(session, project, name, version if version is not None else default)
@@ -141,8 +152,12 @@ def _check_tags(tags: Any) -> dict[str, str]:
 
 def merge_tags(current: Mapping[str, str], changes: Mapping[str, str | None]) -> dict[str, str]:
     """``current`` with ``changes`` applied: a value sets the tag, ``None`` removes it."""
-    if not isinstance(changes, Mapping) or not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in changes.items()):
-        raise InvalidInput("tags must map strings to strings (null removes a tag)", errors={"tags": ["not a string map"]})
+    if not isinstance(changes, Mapping) or not all(
+        isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in changes.items()
+    ):
+        raise InvalidInput(
+            "tags must map strings to strings (null removes a tag)", errors={"tags": ["not a string map"]}
+        )
     merged = dict(current or {})
     for key, value in changes.items():
         if value is None:
@@ -152,12 +167,26 @@ def merge_tags(current: Mapping[str, str], changes: Mapping[str, str | None]) ->
     return merged
 
 
-def record_change(session: Session, identity: Identity, project: Project, action: str, kind: str, resource_id: Any,
-                  summary: Mapping[str, Any], platform: Platform | None) -> None:
+def record_change(
+    session: Session,
+    identity: Identity,
+    project: Project,
+    action: str,
+    kind: str,
+    resource_id: Any,
+    summary: Mapping[str, Any],
+    platform: Platform | None,
+) -> None:
     """Audit one registry change in the caller's transaction."""
     audit.record(
-        session, actor=identity.username, action=action, resource_type=kind, resource_id=resource_id,
-        project=project.name, summary=summary, platform=platform,
+        session,
+        actor=identity.username,
+        action=action,
+        resource_type=kind,
+        resource_id=resource_id,
+        project=project.name,
+        summary=summary,
+        platform=platform,
     )
 
 
@@ -185,8 +214,14 @@ def model_views(session: Session, models: list[RegisteredModel]) -> list[ModelVi
 
 
 def create_model(
-    session: Session, identity: Identity, project_name: str, name: str, description: str = "",
-    tags: Mapping[str, str] | None = None, *, platform: Platform | None = None,
+    session: Session,
+    identity: Identity,
+    project_name: str,
+    name: str,
+    description: str = "",
+    tags: Mapping[str, str] | None = None,
+    *,
+    platform: Platform | None = None,
 ) -> ModelView:
     """A new registered model. ``Conflict`` if the name is taken in the project."""
     project = access.get_project(session, project_name)
@@ -195,15 +230,23 @@ def create_model(
             f"model name {name!r} must start with a letter or digit and hold only letters, digits, '.', '_' and '-'",
             errors={"name": ["invalid"]},
         )
-    taken = session.scalar(select(RegisteredModel.id).where(RegisteredModel.project_id == project.id, RegisteredModel.name == name))
+    taken = session.scalar(
+        select(RegisteredModel.id).where(RegisteredModel.project_id == project.id, RegisteredModel.name == name)
+    )
     if taken is not None:
         raise Conflict(f"model {name!r} already exists in project {project.name!r}", errors={"name": ["taken"]})
     model = RegisteredModel(
-        project_id=project.id, name=name, description=description or "", tags=_check_tags(tags or {}), created_by=identity.username,
+        project_id=project.id,
+        name=name,
+        description=description or "",
+        tags=_check_tags(tags or {}),
+        created_by=identity.username,
     )
     session.add(model)
     session.flush()
-    record_change(session, identity, project, "model.create", "model", model.id, {"name": name, "tags": model.tags}, platform)
+    record_change(
+        session, identity, project, "model.create", "model", model.id, {"name": name, "tags": model.tags}, platform
+    )
     return ModelView(model, {}, None)
 
 
@@ -213,8 +256,13 @@ def get_model_view(session: Session, project_name: str, name: str) -> ModelView:
 
 
 def list_models(
-    session: Session, project_name: str, *, name: str | None = None, tags: list[str] | None = None,
-    page_size: int = 100, page_token: str | None = None,
+    session: Session,
+    project_name: str,
+    *,
+    name: str | None = None,
+    tags: list[str] | None = None,
+    page_size: int = 100,
+    page_token: str | None = None,
 ) -> Page[ModelView]:
     """Models of a project in id order. ``name`` is a case-insensitive substring; each ``tags``
     item is ``key`` (has the tag) or ``key=value``. Tags are matched in Python on the page's
@@ -250,8 +298,13 @@ def list_models(
 
 
 def update_model(
-    session: Session, identity: Identity, project_name: str, name: str, changes: Mapping[str, Any],
-    *, platform: Platform | None = None,
+    session: Session,
+    identity: Identity,
+    project_name: str,
+    name: str,
+    changes: Mapping[str, Any],
+    *,
+    platform: Platform | None = None,
 ) -> ModelView:
     """Apply ``description`` and ``tags`` (merged; ``None`` removes a tag)."""
     project = access.get_project(session, project_name)
@@ -267,7 +320,9 @@ def update_model(
             model.tags = merged
     if summary:
         model.updated_at = utcnow()
-        record_change(session, identity, project, "model.update", "model", model.id, {"name": name, **summary}, platform)
+        record_change(
+            session, identity, project, "model.update", "model", model.id, {"name": name, **summary}, platform
+        )
     return model_views(session, [model])[0]
 
 
@@ -286,7 +341,9 @@ def deployed_versions(session: Session, version_ids: Any) -> list[int]:
     )
 
 
-def delete_model(session: Session, identity: Identity, project_name: str, name: str, *, platform: Platform | None = None) -> None:
+def delete_model(
+    session: Session, identity: Identity, project_name: str, name: str, *, platform: Platform | None = None
+) -> None:
     """Delete a model with its versions and aliases (the artifact files stay in the store).
 
     ``Conflict`` while any of its versions is deployed (see ``deployed_versions``).
@@ -302,6 +359,8 @@ def delete_model(session: Session, identity: Identity, project_name: str, name: 
             errors={"versions": [f"v{n} deployed" for n in numbers]},
         )
     count = session.scalar(select(func.count()).select_from(ModelVersion).where(ModelVersion.model_id == model.id))
-    record_change(session, identity, project, "model.delete", "model", model.id, {"name": name, "versions": count}, platform)
+    record_change(
+        session, identity, project, "model.delete", "model", model.id, {"name": name, "versions": count}, platform
+    )
     session.delete(model)
     session.flush()

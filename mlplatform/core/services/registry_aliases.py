@@ -41,8 +41,16 @@ def check_alias(alias: str) -> str:
     return alias
 
 
-def set_alias(session: Session, identity: Identity, project: Project | str, model_name: str, alias: str,
-              version_ref: str | int, *, platform: Platform | None = None) -> tuple[ModelAlias, int | None, ModelVersion]:
+def set_alias(
+    session: Session,
+    identity: Identity,
+    project: Project | str,
+    model_name: str,
+    alias: str,
+    version_ref: str | int,
+    *,
+    platform: Platform | None = None,
+) -> tuple[ModelAlias, int | None, ModelVersion]:
     """Point ``alias`` at ``version_ref``; returns (alias row, previous version number or None, version).
 
     ``Conflict`` if the version failed or is archived. Setting it where it already points is a no-op.
@@ -55,7 +63,8 @@ def set_alias(session: Session, identity: Identity, project: Project | str, mode
         state = "failed" if version.status == "failed" else "archived"
         raise Conflict(f"version {version.version} of {model_name!r} is {state}: an alias cannot point at it")
     row, previous = session.execute(
-        select(ModelAlias, ModelVersion.version).join(ModelVersion, ModelVersion.id == ModelAlias.version_id)
+        select(ModelAlias, ModelVersion.version)
+        .join(ModelVersion, ModelVersion.id == ModelAlias.version_id)
         .where(ModelAlias.model_id == model.id, ModelAlias.alias == alias)
     ).first() or (None, None)
     if row is not None and row.version_id == version.id:
@@ -66,13 +75,28 @@ def set_alias(session: Session, identity: Identity, project: Project | str, mode
     else:
         row.version_id, row.updated_by, row.updated_at = version.id, identity.username, utcnow()
     session.flush()
-    record_change(session, identity, project, "model_alias.set", "model_alias", f"{model.id}:{alias}",
-           {"model": model_name, "alias": alias, "from": previous, "to": version.version}, platform)
+    record_change(
+        session,
+        identity,
+        project,
+        "model_alias.set",
+        "model_alias",
+        f"{model.id}:{alias}",
+        {"model": model_name, "alias": alias, "from": previous, "to": version.version},
+        platform,
+    )
     return row, previous, version
 
 
-def delete_alias(session: Session, identity: Identity, project_name: str, model_name: str, alias: str,
-                 *, platform: Platform | None = None) -> None:
+def delete_alias(
+    session: Session,
+    identity: Identity,
+    project_name: str,
+    model_name: str,
+    alias: str,
+    *,
+    platform: Platform | None = None,
+) -> None:
     """Remove ``alias``. Idempotent: removing an alias that does not exist does nothing."""
     project = access.get_project(session, project_name)
     model = get_model(session, project, model_name, for_update=True)
@@ -82,5 +106,13 @@ def delete_alias(session: Session, identity: Identity, project_name: str, model_
     previous = session.get(ModelVersion, row.version_id)
     session.delete(row)
     session.flush()
-    record_change(session, identity, project, "model_alias.delete", "model_alias", f"{model.id}:{alias}",
-           {"model": model_name, "alias": alias, "from": previous.version if previous else None, "to": None}, platform)
+    record_change(
+        session,
+        identity,
+        project,
+        "model_alias.delete",
+        "model_alias",
+        f"{model.id}:{alias}",
+        {"model": model_name, "alias": alias, "from": previous.version if previous else None, "to": None},
+        platform,
+    )

@@ -63,11 +63,24 @@ def lineage(session: Session, project_name: str, model_name: str, ref: str | int
         "artifact_sha256": version.artifact_sha256,
         "run": run_body,
         "deployments": [
-            {"environment": env, "weight": dv.weight, "status": dv.status, "target_ref": dv.target_ref, "deployed_at": dv.deployed_at}
+            {
+                "environment": env,
+                "weight": dv.weight,
+                "status": dv.status,
+                "target_ref": dv.target_ref,
+                "deployed_at": dv.deployed_at,
+            }
             for env, dv in current
         ],
         "deployment_events": [
-            {"environment": env, "kind": e.kind, "message": e.message, "details": e.details, "actor": e.actor, "occurred_at": e.occurred_at}
+            {
+                "environment": env,
+                "kind": e.kind,
+                "message": e.message,
+                "details": e.details,
+                "actor": e.actor,
+                "occurred_at": e.occurred_at,
+            }
             for env, e in events
         ],
     }

@@ -45,7 +45,12 @@ def validate_model_version(platform: Platform, version_id: int) -> None:
         version = session.get(ModelVersion, version_id)
         if version is None or version.status != "pending" or version.artifact_sha256 is None:
             return
-        uri, sha256, flavor_name, signature = version.artifact_uri, version.artifact_sha256, version.flavor, version.signature
+        uri, sha256, flavor_name, signature = (
+            version.artifact_uri,
+            version.artifact_sha256,
+            version.flavor,
+            version.signature,
+        )
     outputs = None
     try:
         outputs = _check(platform, uri, sha256, flavor_name, signature)
@@ -56,7 +61,9 @@ def validate_model_version(platform: Platform, version_id: int) -> None:
     _record(platform, version_id, "ready", "", outputs)
 
 
-def _check(platform: Platform, uri: str, sha256: str, flavor_name: str | None, signature: Any) -> list[dict[str, Any]] | None:
+def _check(
+    platform: Platform, uri: str, sha256: str, flavor_name: str | None, signature: Any
+) -> list[dict[str, Any]] | None:
     """Load and smoke-test; returns inferred output columns when the signature lacked them."""
     folder = fetch_artifact(platform.artifact_store, uri, sha256, cache_root(platform))
     files = folder_files(folder)
@@ -75,7 +82,9 @@ def _check(platform: Platform, uri: str, sha256: str, flavor_name: str | None, s
     return None
 
 
-def _record(platform: Platform, version_id: int, status: str, message: str, outputs: list[dict[str, Any]] | None) -> None:
+def _record(
+    platform: Platform, version_id: int, status: str, message: str, outputs: list[dict[str, Any]] | None
+) -> None:
     with platform.db.write() as session:
         version = session.get(ModelVersion, version_id, with_for_update=True)
         if version is None or version.status != "pending":
@@ -86,7 +95,11 @@ def _record(platform: Platform, version_id: int, status: str, message: str, outp
         model = session.get(RegisteredModel, version.model_id)
         project = session.get(Project, model.project_id) if model else None
         audit.record(
-            session, actor=ACTOR, action=f"model_version.{status}", resource_type="model_version", resource_id=version.id,
+            session,
+            actor=ACTOR,
+            action=f"model_version.{status}",
+            resource_type="model_version",
+            resource_id=version.id,
             project=project.name if project else None,
             summary={"model": model.name if model else None, "version": version.version, "message": message},
             platform=platform,

@@ -93,8 +93,13 @@ def new_version_prefix(project_id: int, model_id: int) -> str:
 
 
 def check_spec(
-    *, flavor: str | None = None, signature: Any = None, input_example: Any = None, description: str = "",
-    tags: Mapping[str, str] | None = None, run_id: str | None = None,
+    *,
+    flavor: str | None = None,
+    signature: Any = None,
+    input_example: Any = None,
+    description: str = "",
+    tags: Mapping[str, str] | None = None,
+    run_id: str | None = None,
 ) -> VersionSpec:
     """A ``VersionSpec``: the signature normalised, or inferred from ``input_example``.
 
@@ -102,10 +107,19 @@ def check_spec(
     ``MAX_EXAMPLE_ROWS``); a given signature wins over the inferred one.
     """
     if input_example is not None:
-        if not isinstance(input_example, list) or not input_example or not all(isinstance(r, dict) for r in input_example):
-            raise InvalidInput("input_example must be a non-empty list of records (objects)", errors={"input_example": ["not a list of records"]})
+        if (
+            not isinstance(input_example, list)
+            or not input_example
+            or not all(isinstance(r, dict) for r in input_example)
+        ):
+            raise InvalidInput(
+                "input_example must be a non-empty list of records (objects)",
+                errors={"input_example": ["not a list of records"]},
+            )
         if len(input_example) > MAX_EXAMPLE_ROWS:
-            raise InvalidInput(f"input_example holds at most {MAX_EXAMPLE_ROWS} rows", errors={"input_example": ["too many rows"]})
+            raise InvalidInput(
+                f"input_example holds at most {MAX_EXAMPLE_ROWS} rows", errors={"input_example": ["too many rows"]}
+            )
     if signature is not None:
         signature = check_signature(signature)
     elif input_example is not None:
@@ -131,13 +145,24 @@ class Lineage:
 
 def read_lineage(session: Session, run: Run) -> Lineage:
     params = {k: v for k, v in session.execute(select(Param.key, Param.value).where(Param.run_id == run.id))}
-    metrics = {k: v for k, v in session.execute(select(LatestMetric.key, LatestMetric.value).where(LatestMetric.run_id == run.id))}
+    metrics = {
+        k: v
+        for k, v in session.execute(select(LatestMetric.key, LatestMetric.value).where(LatestMetric.run_id == run.id))
+    }
     return Lineage(run.id, run.experiment_id, run.source_git_commit, params, metrics)
 
 
 def create_version_row(
-    session: Session, identity: Identity, project: Project, model_name: str, spec: VersionSpec, *,
-    source: Mapping[str, Any], lineage: Lineage | None = None, prefix: str | None = None, digest: str | None = None,
+    session: Session,
+    identity: Identity,
+    project: Project,
+    model_name: str,
+    spec: VersionSpec,
+    *,
+    source: Mapping[str, Any],
+    lineage: Lineage | None = None,
+    prefix: str | None = None,
+    digest: str | None = None,
     platform: Platform | None = None,
 ) -> ModelVersion:
     """Insert the next version of ``model_name``, audited; files at ``prefix`` (a new folder if None).
@@ -153,19 +178,40 @@ def create_version_row(
     if lineage is None and spec.run_id is not None:
         lineage = read_lineage(session, load_run(session, project, spec.run_id))
     version = ModelVersion(
-        model_id=model.id, version=number, status="pending", status_message="validating" if digest else "awaiting files",
-        flavor=spec.flavor, signature=spec.signature, artifact_uri=prefix or new_version_prefix(project.id, model.id),
-        artifact_sha256=digest, description=spec.description, tags=spec.tags, archived=False, created_by=identity.username,
+        model_id=model.id,
+        version=number,
+        status="pending",
+        status_message="validating" if digest else "awaiting files",
+        flavor=spec.flavor,
+        signature=spec.signature,
+        artifact_uri=prefix or new_version_prefix(project.id, model.id),
+        artifact_sha256=digest,
+        description=spec.description,
+        tags=spec.tags,
+        archived=False,
+        created_by=identity.username,
     )
     if lineage is not None:
-        version.run_id, version.experiment_id, version.source_git_commit = lineage.run_id, lineage.experiment_id, lineage.git_commit
+        version.run_id, version.experiment_id, version.source_git_commit = (
+            lineage.run_id,
+            lineage.experiment_id,
+            lineage.git_commit,
+        )
         version.run_params, version.run_metrics = lineage.params, lineage.metrics
     session.add(version)
     model.updated_at = utcnow()
     session.flush()
     finalized = {"sha256": digest, "flavor": spec.flavor} if digest else {}
-    record_change(session, identity, project, "model_version.create", "model_version", version.id,
-           {"model": model.name, "version": number, **source, **finalized}, platform)
+    record_change(
+        session,
+        identity,
+        project,
+        "model_version.create",
+        "model_version",
+        version.id,
+        {"model": model.name, "version": number, **source, **finalized},
+        platform,
+    )
     if digest is not None:
         _enqueue_validation(session, version, project, platform)
     return version
@@ -177,8 +223,15 @@ def _enqueue_validation(session: Session, version: ModelVersion, project: Projec
     platform.jobs.enqueue(session, VALIDATE_JOB, {"version_id": version.id}, project=project.name)
 
 
-def begin_version(platform: Platform, identity: Identity, project_name: str, model_name: str, spec: VersionSpec,
-                  *, source: Mapping[str, Any] | None = None) -> VersionView:
+def begin_version(
+    platform: Platform,
+    identity: Identity,
+    project_name: str,
+    model_name: str,
+    spec: VersionSpec,
+    *,
+    source: Mapping[str, Any] | None = None,
+) -> VersionView:
     """Create a version awaiting files (the upload flow's first step); writes ``input_example.json``.
 
     ``InvalidInput`` if ``spec.flavor`` names a flavor no plugin provides.
@@ -186,18 +239,28 @@ def begin_version(platform: Platform, identity: Identity, project_name: str, mod
     flavors = available_flavors(platform)
     if spec.flavor and spec.flavor not in flavors:
         raise InvalidInput(
-            f"model flavor {spec.flavor!r} is not installed; available: {', '.join(sorted(flavors))}", errors={"flavor": ["unknown"]}
+            f"model flavor {spec.flavor!r} is not installed; available: {', '.join(sorted(flavors))}",
+            errors={"flavor": ["unknown"]},
         )
     with platform.db.write() as session:
         project = access.get_project(session, project_name)
-        version = create_version_row(session, identity, project, model_name, spec, source=source or {"source": "upload"}, platform=platform)
+        version = create_version_row(
+            session, identity, project, model_name, spec, source=source or {"source": "upload"}, platform=platform
+        )
         if spec.input_example is not None:
             _put_example(platform.artifact_store, version.artifact_uri, spec.input_example)
     return VersionView(version, model_name)
 
 
-def register_from_run(platform: Platform, identity: Identity, project: Project | str, model_name: str,
-                      run_id: str, artifact_path: str, spec: VersionSpec) -> VersionView:
+def register_from_run(
+    platform: Platform,
+    identity: Identity,
+    project: Project | str,
+    model_name: str,
+    run_id: str,
+    artifact_path: str,
+    spec: VersionSpec,
+) -> VersionView:
     """Register the run's ``artifact_path`` folder as the model's next version, finalized.
 
     Checked before anything is written: the model and run exist, the folder holds files, its
@@ -216,18 +279,31 @@ def register_from_run(platform: Platform, identity: Identity, project: Project |
         prefix = new_version_prefix(project.id, model.id)
     files = list(store.list(source))
     if not files:
-        raise Unprocessable(f"run {run_id!r} has no artifacts under {artifact_path!r}", errors={"artifact_path": ["no files"]})
-    relative = [info.path[len(source):] for info in files]
+        raise Unprocessable(
+            f"run {run_id!r} has no artifacts under {artifact_path!r}", errors={"artifact_path": ["no files"]}
+        )
+    relative = [info.path[len(source) :] for info in files]
     spec = _complete_spec(platform, spec, _store_descriptor(store, source, relative), relative)
     try:
-        entries = [(rel, _copy(store, info.path, prefix + rel)) for info, rel in zip(files, relative, strict=True)
-                   if not (rel == INPUT_EXAMPLE and spec.input_example is not None)]
+        entries = [
+            (rel, _copy(store, info.path, prefix + rel))
+            for info, rel in zip(files, relative, strict=True)
+            if not (rel == INPUT_EXAMPLE and spec.input_example is not None)
+        ]
         if spec.input_example is not None:
             entries.append((INPUT_EXAMPLE, _put_example(store, prefix, spec.input_example)))
         with platform.db.write() as session:
             version = create_version_row(
-                session, identity, project, model_name, spec, lineage=lineage, prefix=prefix, digest=combine_digests(entries),
-                source={"source": "run", "run_id": run_id, "artifact_path": folder}, platform=platform,
+                session,
+                identity,
+                project,
+                model_name,
+                spec,
+                lineage=lineage,
+                prefix=prefix,
+                digest=combine_digests(entries),
+                source={"source": "run", "run_id": run_id, "artifact_path": folder},
+                platform=platform,
             )
     except BaseException:
         store.delete(prefix.rstrip("/"))
@@ -235,7 +311,9 @@ def register_from_run(platform: Platform, identity: Identity, project: Project |
     return VersionView(version, model.name)
 
 
-def _complete_spec(platform: Platform, spec: VersionSpec, descriptor: Mapping[str, Any], files: list[str]) -> VersionSpec:
+def _complete_spec(
+    platform: Platform, spec: VersionSpec, descriptor: Mapping[str, Any], files: list[str]
+) -> VersionSpec:
     """``spec`` with the flavor picked (``InvalidInput`` if it cannot be) and the descriptor's signature as a fallback."""
     name = spec.flavor or descriptor.get("flavor")
     flavor = pick_flavor(available_flavors(platform), name, files).name
@@ -253,7 +331,9 @@ def _store_descriptor(store: ArtifactStore, prefix: str, files: list[str]) -> di
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{DESCRIPTOR} is not valid JSON: {exc}", errors={"artifact": [f"bad {DESCRIPTOR}"]}) from None
+        raise InvalidInput(
+            f"{DESCRIPTOR} is not valid JSON: {exc}", errors={"artifact": [f"bad {DESCRIPTOR}"]}
+        ) from None
     if not isinstance(data, dict):
         raise InvalidInput(f"{DESCRIPTOR} must hold a JSON object", errors={"artifact": [f"bad {DESCRIPTOR}"]})
     return data
@@ -289,8 +369,17 @@ def _put_example(store: ArtifactStore, prefix: str, records: list[dict[str, Any]
 # --- upload flow ----------------------------------------------------------------------------------
 
 
-def upload_file(platform: Platform, project_name: str, model_name: str, ref: str | int, path: str,
-                stream: IO[bytes], *, size: int | None, limit: int) -> ArtifactInfo:
+def upload_file(
+    platform: Platform,
+    project_name: str,
+    model_name: str,
+    ref: str | int,
+    path: str,
+    stream: IO[bytes],
+    *,
+    size: int | None,
+    limit: int,
+) -> ArtifactInfo:
     """Stream one file into a version that is not finalized yet; ``Conflict`` once it is."""
     with platform.db.read() as session:
         _, version = resolve_version(session, access.get_project(session, project_name), model_name, ref)
@@ -300,8 +389,16 @@ def upload_file(platform: Platform, project_name: str, model_name: str, ref: str
     return artifacts.upload(platform.artifact_store, prefix, path, stream, size=size, limit=limit)
 
 
-def finalize_version(platform: Platform, identity: Identity, project_name: str, model_name: str, ref: str | int,
-                     *, digest: str | None = None, spec: VersionSpec | None = None) -> VersionView:
+def finalize_version(
+    platform: Platform,
+    identity: Identity,
+    project_name: str,
+    model_name: str,
+    ref: str | int,
+    *,
+    digest: str | None = None,
+    spec: VersionSpec | None = None,
+) -> VersionView:
     """Record the flavor and digest of the version's files and enqueue its validation job.
 
     Idempotent: a finalized version is returned as it is. ``Unprocessable`` if no file was
@@ -319,9 +416,12 @@ def finalize_version(platform: Platform, identity: Identity, project_name: str, 
         prefix, number = version.artifact_uri, version.version
         current = VersionSpec(version.flavor, version.signature)
     if spec is None or digest is None:
-        relative = [info.path[len(prefix):] for info in store.list(prefix)]
+        relative = [info.path[len(prefix) :] for info in store.list(prefix)]
         if not relative:
-            raise Unprocessable(f"version {number} of {model_name!r} has no files: upload them before finalizing", errors={"files": ["none"]})
+            raise Unprocessable(
+                f"version {number} of {model_name!r} has no files: upload them before finalizing",
+                errors={"files": ["none"]},
+            )
         spec = _complete_spec(platform, current, _store_descriptor(store, prefix, relative), relative)
         digest = store_sha256(store, prefix)
     with platform.db.write() as session:
@@ -331,8 +431,16 @@ def finalize_version(platform: Platform, identity: Identity, project_name: str, 
         if version.artifact_sha256 is None:  # a concurrent finalize may have won
             version.artifact_sha256, version.flavor, version.signature = digest, spec.flavor, spec.signature
             version.status_message, version.updated_at = "validating", utcnow()
-            record_change(session, identity, project, "model_version.finalize", "model_version", version.id,
-                   {"model": model_name, "version": number, "sha256": digest, "flavor": spec.flavor}, platform)
+            record_change(
+                session,
+                identity,
+                project,
+                "model_version.finalize",
+                "model_version",
+                version.id,
+                {"model": model_name, "version": number, "sha256": digest, "flavor": spec.flavor},
+                platform,
+            )
             _enqueue_validation(session, version, project, platform)
         return version_views(session, model_name, [version])[0]
 
@@ -345,7 +453,9 @@ def version_views(session: Session, model_name: str, versions: list[ModelVersion
     aliases: dict[int, list[str]] = {i: [] for i in ids}
     if ids:
         for version_id, alias in session.execute(
-            select(ModelAlias.version_id, ModelAlias.alias).where(ModelAlias.version_id.in_(ids)).order_by(ModelAlias.alias)
+            select(ModelAlias.version_id, ModelAlias.alias)
+            .where(ModelAlias.version_id.in_(ids))
+            .order_by(ModelAlias.alias)
         ):
             aliases[version_id].append(alias)
     return [VersionView(v, model_name, aliases[v.id]) for v in versions]
@@ -356,8 +466,16 @@ def get_version(session: Session, project_name: str, model_name: str, ref: str |
     return version_views(session, model_name, [version])[0]
 
 
-def list_versions(session: Session, project_name: str, model_name: str, *, status: str | None = None,
-                  archived: bool | None = None, page_size: int = 100, page_token: str | None = None) -> Page[VersionView]:
+def list_versions(
+    session: Session,
+    project_name: str,
+    model_name: str,
+    *,
+    status: str | None = None,
+    archived: bool | None = None,
+    page_size: int = 100,
+    page_token: str | None = None,
+) -> Page[VersionView]:
     """A model's versions, oldest first; optionally only one ``status`` or archived state."""
     model = get_model(session, access.get_project(session, project_name), model_name)
     query = select(ModelVersion).where(ModelVersion.model_id == model.id)
@@ -369,8 +487,16 @@ def list_versions(session: Session, project_name: str, model_name: str, *, statu
     return Page(version_views(session, model_name, page.items), page.next_page_token)
 
 
-def update_version(session: Session, identity: Identity, project_name: str, model_name: str, ref: str | int,
-                   changes: Mapping[str, Any], *, platform: Platform | None = None) -> VersionView:
+def update_version(
+    session: Session,
+    identity: Identity,
+    project_name: str,
+    model_name: str,
+    ref: str | int,
+    changes: Mapping[str, Any],
+    *,
+    platform: Platform | None = None,
+) -> VersionView:
     """Apply ``description``, ``tags`` (merged; ``None`` removes) and ``archived``.
 
     ``Conflict`` when archiving a version a deployment still routes to or holds.
@@ -394,8 +520,16 @@ def update_version(session: Session, identity: Identity, project_name: str, mode
         version.archived = bool(changes["archived"])
     if summary:
         version.updated_at = utcnow()
-        record_change(session, identity, project, "model_version.update", "model_version", version.id,
-               {"model": model_name, "version": version.version, **summary}, platform)
+        record_change(
+            session,
+            identity,
+            project,
+            "model_version.update",
+            "model_version",
+            version.id,
+            {"model": model_name, "version": version.version, **summary},
+            platform,
+        )
     return version_views(session, model_name, [version])[0]
 
 
@@ -406,7 +540,9 @@ def file_listing(platform: Platform, project_name: str, model_name: str, ref: st
     return list(artifacts.listing(platform.artifact_store, prefix))
 
 
-def file_download(platform: Platform, project_name: str, model_name: str, ref: str | int, path: str) -> artifacts.Download:
+def file_download(
+    platform: Platform, project_name: str, model_name: str, ref: str | int, path: str
+) -> artifacts.Download:
     with platform.db.read() as session:
         _, version = resolve_version(session, access.get_project(session, project_name), model_name, ref)
         prefix = version.artifact_uri

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
 
 
-
 def environment(platform: Platform, name: str) -> dict[str, Any]:
     """The config of environment ``name``. ``NotFound`` naming the configured ones otherwise."""
     for env in platform.environments:
