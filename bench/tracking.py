@@ -28,6 +28,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -136,8 +137,15 @@ class Ours(Api):
     def create_experiment(self, s: requests.Session, name: str) -> str:
         return str(self.post(s, f"{self.prefix}/experiments", {"name": name}).json()["id"])
 
-    def create_run(self, s: requests.Session, exp: str, name: str, metrics: bytes | None = None,
-                   params: dict | None = None, tags: dict | None = None) -> str:
+    def create_run(
+        self,
+        s: requests.Session,
+        exp: str,
+        name: str,
+        metrics: bytes | None = None,
+        params: dict | None = None,
+        tags: dict | None = None,
+    ) -> str:
         head = {"name": name}
         if params:
             head["params"] = params
@@ -174,8 +182,15 @@ class MLflow(Api):
     def create_experiment(self, s: requests.Session, name: str) -> str:
         return self.post(s, f"{self.prefix}/experiments/create", {"name": name}).json()["experiment_id"]
 
-    def create_run(self, s: requests.Session, exp: str, name: str, metrics: bytes | None = None,
-                   params: dict | None = None, tags: dict | None = None) -> str:
+    def create_run(
+        self,
+        s: requests.Session,
+        exp: str,
+        name: str,
+        metrics: bytes | None = None,
+        params: dict | None = None,
+        tags: dict | None = None,
+    ) -> str:
         body = {"experiment_id": exp, "start_time": int(time.time() * 1000), "run_name": name}
         run = self.post(s, f"{self.prefix}/runs/create", body).json()["run"]["info"]["run_id"]
         if metrics is not None or params or tags:
@@ -232,10 +247,15 @@ class Servers:
         self.analyze_targets.append(db)
         return common.pg_url(db, "psycopg2" if kind == "mlflow" else "")  # MLflow's venv has psycopg2 only
 
+    @staticmethod
+    def _db_name(url: str) -> str | None:
+        return url.rsplit("/", 1)[1] if url.startswith("postgresql") else None
+
     def start_ours(self) -> Ours:
         data = self.tmp / "mlp"
         data.mkdir(parents=True)
-        env = {**os.environ, "MLPLATFORM_DATA_DIR": str(data), "MLPLATFORM_DATABASE_URL": self._url("mlp")}
+        url = self._url("mlp")
+        env = {**os.environ, "MLPLATFORM_DATA_DIR": str(data), "MLPLATFORM_DATABASE_URL": url}
         bin_dir = ROOT / ".venv" / "bin"
         subprocess.run([bin_dir / "mlplatform", "db", "upgrade"], env=env, check=True, capture_output=True)
         port = common.free_port()
@@ -257,7 +277,7 @@ class Servers:
             time.sleep(0.1)
         token = token_file.read_text().strip()
         api = Ours(f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"})
-        api.port, api.server = port, server  # type: ignore[attr-defined]
+        api.port, api.server, api.db = port, server, self._db_name(url)  # type: ignore[attr-defined]
         return api
 
     def start_mlflow(self, nodelay_fix: bool = True, url: str | None = None) -> MLflow:
@@ -266,7 +286,12 @@ class Servers:
         (self.tmp / label).mkdir(parents=True)
         artifacts = self.tmp / f"{label}-artifacts"
         artifacts.mkdir()
-        env = {**os.environ, "MLFLOW_ENABLE_TELEMETRY": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+        env = {
+            **os.environ,
+            "MLFLOW_ENABLE_TELEMETRY": "false",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "true",
+        }
         if nodelay_fix:
             (self.tmp / label / "sitecustomize.py").write_text(NODELAY_FIX)
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.tmp / label), env.get("PYTHONPATH")]))
@@ -275,11 +300,18 @@ class Servers:
         server = common.Server(
             label,
             [
-                self.args.mlflow, "server",
-                "--backend-store-uri", url,
-                "--default-artifact-root", str(artifacts),
-                "--host", "127.0.0.1", "--port", str(port),
-                "--workers", str(self.args.workers),
+                self.args.mlflow,
+                "server",
+                "--backend-store-uri",
+                url,
+                "--default-artifact-root",
+                str(artifacts),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(self.args.workers),
             ],
             env,
             self.tmp / f"{label}.log",
@@ -298,7 +330,7 @@ class Servers:
             raise
         api = MLflow(f"http://127.0.0.1:{port}", {})
         api.name = label
-        api.port, api.server, api.url = port, server, url  # type: ignore[attr-defined]
+        api.port, api.server, api.url, api.db = port, server, url, self._db_name(url)  # type: ignore[attr-defined]
         return api
 
     def stop_one(self, api: Api) -> None:
@@ -317,6 +349,25 @@ class Servers:
                 common.drop_pg_database(db)
             except subprocess.CalledProcessError as exc:
                 print(f"could not drop {db}: {exc.stderr}", file=sys.stderr)
+
+
+def _proc_cpu_seconds(stat: str) -> float:
+    fields = stat.rsplit(")", 1)[1].split()  # fields[0] is state: utime and stime are the 12th and 13th
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def db_cpu_seconds(db: str | None) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend connected to ``db`` (pid -> seconds), from /proc;
+    empty for SQLite, or if the backends' /proc entries cannot be read."""
+    if db is None:
+        return {}
+    out = {}
+    for pid in common.psql(f"SELECT pid FROM pg_stat_activity WHERE datname = '{db}'").split():
+        try:
+            out[int(pid)] = _proc_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
+        except OSError:
+            pass
+    return out
 
 
 def server_cpu_seconds(pgid: int) -> float:
@@ -352,7 +403,9 @@ def metric_batches(n_metrics: int, n_steps: int, rng: random.Random, prefix: str
 def populate_payload(i: int, rng: random.Random) -> tuple[dict, bytes, dict]:
     params = {"p0": rng.choice("xyzw"), **{f"p{k}": f"v{rng.randrange(100)}" for k in range(1, 5)}}
     t = int(time.time() * 1000)
-    metrics = json.dumps([{"key": f"m{k}", "value": rng.random(), "step": 0, "timestamp": t} for k in range(5)]).encode()
+    metrics = json.dumps(
+        [{"key": f"m{k}", "value": rng.random(), "step": 0, "timestamp": t} for k in range(5)]
+    ).encode()
     tags = {f"t{k}": f"tag-{i % (7 + k)}" for k in range(3)}
     return params, metrics, tags
 
@@ -433,22 +486,45 @@ def small_latency(api: Api, n: int, via_requests: bool = True) -> dict[str, floa
     }
 
 
+class CpuMeter:
+    """CPU seconds of one phase, per side of the machine: the server's process group, the
+    PostgreSQL backends connected to the server's database (none on SQLite) and the client
+    processes this script forked and waited for. All three share the same 2 cores."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.server0 = server_cpu_seconds(api.server.pid)  # type: ignore[attr-defined]
+        self.db0 = db_cpu_seconds(api.db)  # type: ignore[attr-defined]
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.clients0 = usage.ru_utime + usage.ru_stime
+
+    def read(self) -> dict[str, float]:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        db = db_cpu_seconds(self.api.db)  # type: ignore[attr-defined]
+        return {
+            "server_cpu_s": server_cpu_seconds(self.api.server.pid) - self.server0,  # type: ignore[attr-defined]
+            "db_cpu_s": sum(cpu - self.db0.get(pid, 0.0) for pid, cpu in db.items()),
+            "client_cpu_s": usage.ru_utime + usage.ru_stime - self.clients0,
+        }
+
+
 def ingest(api: Api, exp: str, n_runs: int, n_clients: int, batches: list[bytes]) -> dict[str, float]:
     split = [list(range(c, n_runs, n_clients)) for c in range(n_clients)]
-    cpu0 = server_cpu_seconds(api.server.pid)  # type: ignore[attr-defined]
+    meter = CpuMeter(api)
     elapsed, retries = run_clients(_client_ingest, [(api, exp, runs, batches) for runs in split])
-    cpu = server_cpu_seconds(api.server.pid) - cpu0  # type: ignore[attr-defined]
     points = n_runs * sum(len(json.loads(b)) for b in batches)
-    return {"seconds": elapsed, "points": points, "points_s": points / elapsed, "retries": retries,
-            "server_cpu_s": cpu}
+    return {"seconds": elapsed, "points": points, "points_s": points / elapsed, "retries": retries, **meter.read()}
 
 
 def populate(api: Api, exp: str, n_runs: int, n_clients: int) -> dict[str, float]:
     bounds = [(n_runs * c // n_clients, n_runs * (c + 1) // n_clients) for c in range(n_clients)]
-    cpu0 = server_cpu_seconds(api.server.pid)  # type: ignore[attr-defined]
+    meter = CpuMeter(api)
     elapsed, retries = run_clients(_client_populate, [(api, exp, a, b, 1000 + a) for a, b in bounds])
-    cpu = server_cpu_seconds(api.server.pid) - cpu0  # type: ignore[attr-defined]
-    return {"seconds": elapsed, "runs": n_runs, "runs_s": n_runs / elapsed, "retries": retries, "server_cpu_s": cpu}
+    return {"seconds": elapsed, "runs": n_runs, "runs_s": n_runs / elapsed, "retries": retries, **meter.read()}
+
+
+def cpu_split(r: dict[str, float]) -> str:
+    return f"CPU s: server {r['server_cpu_s']:.1f}, database {r['db_cpu_s']:.1f}, clients {r['client_cpu_s']:.1f}"
 
 
 def timed_calls(fn: Any, n: int, warmup: int = 2) -> tuple[list[float], Any]:
@@ -475,8 +551,12 @@ def bench_backend(backend: str, args: argparse.Namespace, log: Any) -> dict[str,
     res: dict[str, Any] = {"backend": backend}
     try:
         t = time.time()
-        apis: list[Api] = [servers.start_ours(), servers.start_mlflow()]
-        log(f"[{backend}] servers up in {time.time() - t:.1f}s (ours :{apis[0].port}, mlflow :{apis[1].port})")
+        apis: list[Api] = [servers.start_ours()]
+        if not args.skip_mlflow:
+            apis.append(servers.start_mlflow())
+        log(
+            f"[{backend}] servers up in {time.time() - t:.1f}s (" + ", ".join(f"{a.name} :{a.port}" for a in apis) + ")"
+        )  # type: ignore[attr-defined]
         sessions = {a.name: a.session() for a in apis}
         for a in apis:
             a.setup(sessions[a.name])
@@ -498,8 +578,10 @@ def bench_backend(backend: str, args: argparse.Namespace, log: Any) -> dict[str,
         for _rep in range(args.reps):
             for a in apis:
                 res["small_p50_ms"][a.name].append(small_latency(a, args.small_requests))
-        log(f"[{backend}] small request p50: "
-            + ", ".join(f"{n} {common.median([r['p50'] for r in v]):.3f} ms" for n, v in res["small_p50_ms"].items()))
+        log(
+            f"[{backend}] small request p50: "
+            + ", ".join(f"{n} {common.median([r['p50'] for r in v]):.3f} ms" for n, v in res["small_p50_ms"].items())
+        )
 
         # W1 ingest
         batches = metric_batches(args.metrics, args.steps, rng)
@@ -511,11 +593,13 @@ def bench_backend(backend: str, args: argparse.Namespace, log: Any) -> dict[str,
                     exp = a.create_experiment(sessions[a.name], f"w1-{clients}c-rep{rep}")
                     r = ingest(a, exp, args.runs, clients, batches)
                     res[key][a.name].append(r)
-                    log(f"[{backend}] W1 {clients} client(s) rep {rep} {a.name}: {r['points_s']:,.0f} points/s "
-                        f"({r['seconds']:.2f}s, server CPU {r['server_cpu_s']:.1f}s, retries {r['retries']})")
+                    log(
+                        f"[{backend}] W1 {clients} client(s) rep {rep} {a.name}: {r['points_s']:,.0f} points/s "
+                        f"({r['seconds']:.2f}s, {cpu_split(r)}, retries {r['retries']})"
+                    )
 
         # MLflow as shipped (uvicorn without TCP_NODELAY): small request and W1 with 1 client
-        if args.mlflow_stock:
+        if args.mlflow_stock and not args.skip_mlflow:
             stock = servers.start_mlflow(nodelay_fix=False, url=apis[1].url)  # type: ignore[attr-defined]
             ss = stock.session()
             exp = stock.create_experiment(ss, "warm-up-stock")
@@ -525,8 +609,10 @@ def bench_backend(backend: str, args: argparse.Namespace, log: Any) -> dict[str,
             exp = stock.create_experiment(ss, "w1-1c-stock")
             res["mlflow_stock"]["w1_1"] = ingest(stock, exp, max(1, args.runs // 4), 1, batches)
             servers.stop_one(stock)
-            log(f"[{backend}] MLflow stock (no TCP_NODELAY): small p50 {res['mlflow_stock']['small']['p50']:.2f} ms, "
-                f"W1 1 client {res['mlflow_stock']['w1_1']['points_s']:,.0f} points/s")
+            log(
+                f"[{backend}] MLflow stock (no TCP_NODELAY): small p50 {res['mlflow_stock']['small']['p50']:.2f} ms, "
+                f"W1 1 client {res['mlflow_stock']['w1_1']['points_s']:,.0f} points/s"
+            )
 
         # W2 populate (once: 10k runs on MLflow take minutes)
         res["populate_runs_s"] = {}
@@ -535,8 +621,10 @@ def bench_backend(backend: str, args: argparse.Namespace, log: Any) -> dict[str,
             w2_exp[a.name] = a.create_experiment(sessions[a.name], "w2")
             r = populate(a, w2_exp[a.name], args.populate, 4)
             res["populate_runs_s"][a.name] = [r]
-            log(f"[{backend}] W2 populate {a.name}: {r['runs_s']:,.1f} runs/s ({r['seconds']:.1f}s, "
-                f"server CPU {r['server_cpu_s']:.1f}s, retries {r['retries']})")
+            log(
+                f"[{backend}] W2 populate {a.name}: {r['runs_s']:,.1f} runs/s ({r['seconds']:.1f}s, "
+                f"{cpu_split(r)}, retries {r['retries']})"
+            )
 
         # history: one metric with N steps, in its own run of the W2 experiment
         hist_run = {}
@@ -595,16 +683,27 @@ def summarise(res: dict[str, Any]) -> list[dict[str, Any]]:
 
     def row(key: str, label: str, unit: str, higher_better: bool, pick: Any) -> None:
         ours = common.median([pick(r) for r in res[key]["mlplatform"]])
-        theirs = common.median([pick(r) for r in res[key]["mlflow"]])
-        ratio = ours / theirs if higher_better else theirs / ours
+        theirs = common.median([pick(r) for r in res[key]["mlflow"]]) if "mlflow" in res[key] else None
+        ratio = None if theirs is None else ours / theirs if higher_better else theirs / ours
         basis, op, goal = TARGETS[key]
         if isinstance(goal, dict):
             goal = goal[backend]
         value = ratio if basis == "ratio" else ours
-        met = value >= goal if op == ">=" else value <= goal
+        met = None if value is None else value >= goal if op == ">=" else value <= goal
         target = f"{'ratio' if basis == 'ratio' else 'ours'} {op} {goal}{'x' if basis == 'ratio' else ''}"
-        rows.append({"backend": backend, "key": key, "figure": label, "unit": unit, "mlplatform": ours,
-                     "mlflow": theirs, "ratio": ratio, "target": target, "met": met})
+        rows.append(
+            {
+                "backend": backend,
+                "key": key,
+                "figure": label,
+                "unit": unit,
+                "mlplatform": ours,
+                "mlflow": theirs,
+                "ratio": ratio,
+                "target": target,
+                "met": met,
+            }
+        )
 
     row("w1_1", "W1 ingest, 1 client", "points/s", True, lambda r: r["points_s"])
     row("w1_4", "W1 ingest, 4 clients", "points/s", True, lambda r: r["points_s"])
@@ -620,14 +719,26 @@ def summarise(res: dict[str, Any]) -> list[dict[str, Any]]:
         ):
             ours = common.median([pick(r) for r in res[key]["mlplatform"]])
             theirs = pick(stock["w1_1" if key == "w1_1" else "small"])
-            rows.append({"backend": backend, "key": f"{key}_stock", "figure": label, "unit": unit, "mlplatform": ours,
-                         "mlflow": theirs, "ratio": ours / theirs if higher else theirs / ours, "target": "-",
-                         "met": None})
+            rows.append(
+                {
+                    "backend": backend,
+                    "key": f"{key}_stock",
+                    "figure": label,
+                    "unit": unit,
+                    "mlplatform": ours,
+                    "mlflow": theirs,
+                    "ratio": ours / theirs if higher else theirs / ours,
+                    "target": "-",
+                    "met": None,
+                }
+            )
     return rows
 
 
 def print_table(rows: list[dict[str, Any]]) -> str:
-    def fmt(v: float, unit: str) -> str:
+    def fmt(v: float | None, unit: str) -> str:
+        if v is None:
+            return "-"
         if unit == "ms":
             return f"{v:.2f}"
         return f"{v:,.0f}" if v >= 100 else f"{v:,.1f}"
@@ -639,7 +750,7 @@ def print_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         lines.append(
             f"| {r['backend']} | {r['figure']} | {r['unit']} | {fmt(r['mlplatform'], r['unit'])} | "
-            f"{fmt(r['mlflow'], r['unit'])} | {r['ratio']:.1f}x | {r['target']} | {'-' if r['met'] is None else 'yes' if r['met'] else 'NO'} |"
+            f"{fmt(r['mlflow'], r['unit'])} | {'-' if r['ratio'] is None else format(r['ratio'], '.1f') + 'x'} | {r['target']} | {'-' if r['met'] is None else 'yes' if r['met'] else 'NO'} |"
         )
     text = "\n".join(lines)
     print(text)
@@ -655,9 +766,12 @@ def versions(args: argparse.Namespace) -> dict[str, str]:
     try:
         out["mlplatform"] = subprocess.run(
             [ROOT / ".venv/bin/python", "-c", "import mlplatform; print(mlplatform.__version__)"],
-            capture_output=True, text=True).stdout.strip()
-        out["git_commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                                           capture_output=True, text=True).stdout.strip()
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        out["git_commit"] = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         pass
     import sqlite3
@@ -681,15 +795,38 @@ def main() -> None:
     p.add_argument("--history-steps", type=int, help="W2 history points (default 10000)")
     p.add_argument("--calls", type=int, help="timed search / history calls per repetition (default 10)")
     p.add_argument("--small-requests", type=int, help="sequential small requests (default 1000)")
-    p.add_argument("--no-mlflow-stock", dest="mlflow_stock", action="store_false",
-                   help="skip the extra figures of MLflow as shipped (uvicorn without TCP_NODELAY)")
+    p.add_argument(
+        "--no-mlflow-stock",
+        dest="mlflow_stock",
+        action="store_false",
+        help="skip the extra figures of MLflow as shipped (uvicorn without TCP_NODELAY)",
+    )
+    p.add_argument(
+        "--skip-mlflow", action="store_true", help="measure mlplatform only (no MLflow server; ratios are not reported)"
+    )
     p.add_argument("--mlflow", default=str(HERE / ".venv-mlflow/bin/mlflow"), help="the mlflow executable")
     p.add_argument("--out", type=Path, default=HERE / "results", help="directory for the JSON results")
     args = p.parse_args()
-    full = {"reps": 3, "runs": 20, "metrics": 50, "steps": 200, "populate": 10000, "history_steps": 10000,
-            "calls": 10, "small_requests": 1000}
-    quick = {"reps": 1, "runs": 4, "metrics": 10, "steps": 200, "populate": 400, "history_steps": 10000,
-             "calls": 5, "small_requests": 300}
+    full = {
+        "reps": 3,
+        "runs": 20,
+        "metrics": 50,
+        "steps": 200,
+        "populate": 10000,
+        "history_steps": 10000,
+        "calls": 10,
+        "small_requests": 1000,
+    }
+    quick = {
+        "reps": 1,
+        "runs": 4,
+        "metrics": 10,
+        "steps": 200,
+        "populate": 400,
+        "history_steps": 10000,
+        "calls": 5,
+        "small_requests": 300,
+    }
     for k, v in (quick if args.quick else full).items():
         if getattr(args, k) is None:
             setattr(args, k, v)
@@ -699,9 +836,12 @@ def main() -> None:
             p.error(f"unknown backend {b}")
 
     started = time.time()
+    loads: list[float] = []  # 1-minute load average at every log line
 
     def log(msg: str) -> None:
-        print(f"{time.time() - started:7.1f}s  {msg}", flush=True)
+        load = os.getloadavg()[0]
+        loads.append(load)
+        print(f"{time.time() - started:7.1f}s  load {load:4.2f}  {msg}", flush=True)
 
     meta = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -716,10 +856,13 @@ def main() -> None:
         results.append(bench_backend(backend, args, log))
     rows = [row for r in results for row in summarise(r)]
     meta["machine"]["loadavg_end"] = os.getloadavg()
+    meta["machine"]["loadavg_1m_during"] = {"median": common.median(loads), "max": max(loads)}
     meta["wall_seconds"] = round(time.time() - started, 1)
     print()
-    print(f"{meta['date']}  {meta['machine'].get('cpus')} CPUs  wall {meta['wall_seconds']}s  "
-          f"(medians of {args.reps} repetition(s); run creation measured once)")
+    print(
+        f"{meta['date']}  {meta['machine'].get('cpus')} CPUs  wall {meta['wall_seconds']}s  "
+        f"(medians of {args.reps} repetition(s); run creation measured once)"
+    )
     table = print_table(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

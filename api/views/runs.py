@@ -83,6 +83,11 @@ class RunCreateSchema(Schema):
     tags = fields.Raw(load_default=None, metadata={"type": "object", "description": "First batch: tags"})
 
 
+# One instance, not a class: webargs would build a schema per request from a class (the
+# hot route: a run created with its first batch).
+RUN_CREATE = RunCreateSchema()
+
+
 class RunUpdateSchema(Schema):
     name = fields.String(validate=validate.Length(min=1, max=250))
     status = fields.String(
@@ -154,6 +159,18 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(body), status=status, headers=headers, mimetype="application/json")
 
 
+def json_body(raw: bytes) -> Any:
+    """The request's JSON: orjson (a 1000-point batch parses several times faster), else
+    Flask's parser, which also takes the NaN and Infinity literals Python's json writes and
+    answers malformed JSON with the usual 400."""
+    if request.is_json:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return request.get_json()
+
+
 def limits() -> dict[str, int]:
     return platform().config["tracking"]["limits"]
 
@@ -161,7 +178,7 @@ def limits() -> dict[str, int]:
 @blp.route("/<project>/experiments/<int:experiment_id>/runs")
 class ExperimentRuns(MethodView):
     @requires(access.project_role("developer"))
-    @blp.arguments(RunCreateSchema)
+    @blp.arguments(RUN_CREATE)
     @blp.response(201, RunSchema)
     def post(self, body: dict[str, Any], project: str, experiment_id: int) -> Response:
         """Start a run, optionally with its first batch of params, metrics and tags"""
@@ -237,7 +254,7 @@ class RunLog(MethodView):
     def post(self, project: str, run_id: str) -> Response:
         """Log one batch of params, metrics and tags, all or nothing"""
         raw = request.get_data(cache=True)
-        batch = parse_batch(request.get_json(), limits())
+        batch = parse_batch(json_body(raw), limits())
         key = request.headers.get("Idempotency-Key") or None
         with platform().db.write() as session:
             result, replayed = run_service.log(

@@ -70,6 +70,22 @@ def test_history_is_ordered_by_step_and_paged(tracked: Api) -> None:
     assert api.get(f"{P}/runs/{r}/metrics/loss/train", query_string={"page_token": "garbage"}).status_code == 400
 
 
+def test_history_of_a_run_elsewhere_is_404(tracked: Api) -> None:
+    """The run's project is checked in the same query as the points: another project's run
+    (even one with points) and a missing run are 404, an empty series of a run is not."""
+    api = tracked
+    assert api.post("/api/v1/projects", json={"name": "p2"}).status_code == 201
+    e2 = api.post("/api/v1/projects/p2/experiments", json={"name": "x"}).json["id"]
+    body = {"metrics": [{"key": "m", "value": 1.0, "step": 0}]}
+    stranger = api.post(f"/api/v1/projects/p2/experiments/{e2}/runs", json=body).json["id"]
+    assert api.get(f"/api/v1/projects/p2/runs/{stranger}/metrics/m").json["items"][0]["value"] == 1.0
+    assert api.get(f"{P}/runs/{stranger}/metrics/m").status_code == 404
+    assert api.get(f"{P}/runs/{stranger}/metrics/m", query_string={"max_points": 10}).status_code == 404
+    assert api.get(f"{P}/runs/{'0' * 32}/metrics/m").status_code == 404
+    mine = run(api, experiment(api))["id"]
+    assert api.get(f"{P}/runs/{mine}/metrics/m", query_string={"max_points": 10}).json["items"] == []
+
+
 def test_history_downsampled_view(tracked: Api) -> None:
     api = tracked
     r = run(api, experiment(api))["id"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from mlplatform.core.db.models import AuditEvent
-from mlplatform.core.db.tracking import LatestMetric, Metric, Param, RunTag
+from mlplatform.core.db.tracking import LatestMetric, Metric, Param, Run, RunTag
 from tests.api_client import Api
 from tests.tracking.conftest import P, experiment, log, run
 
@@ -236,3 +236,60 @@ def test_idempotency_key_replay(tracked: Api) -> None:
     failed = log(api, r, headers={"Idempotency-Key": "batch-3"}, params={"a": "2"})
     assert failed.status_code == 409  # a refused batch does not keep its key
     assert log(api, r, headers={"Idempotency-Key": "batch-3"}, params={"a": "1"}).status_code == 200
+
+
+def test_a_refused_run_writes_nothing(tracked: Api) -> None:
+    """The checks of a new run (experiment active and in the project, parent in the project)
+    and its writes are one statement on PostgreSQL: a refusal must leave no row behind."""
+    api = tracked
+    eid = experiment(api)
+    parent = run(api, eid)["id"]
+    assert api.post("/api/v1/projects", json={"name": "p2"}).status_code == 201
+    elsewhere = api.post("/api/v1/projects/p2/experiments", json={"name": "x"}).json["id"]
+    stranger = api.post(f"/api/v1/projects/p2/experiments/{elsewhere}/runs", json={}).json["id"]
+    batch = {"params": {"a": "1"}, "tags": {"t": "v"}, "metrics": [{"key": "m", "value": 1.0}]}
+    missing_parent = api.post(f"{P}/experiments/{eid}/runs", json={**batch, "parent_run_id": "f" * 32})
+    assert missing_parent.status_code == 404 and "f" * 32 in missing_parent.json["message"]
+    foreign_parent = api.post(f"{P}/experiments/{eid}/runs", json={**batch, "parent_run_id": stranger})
+    assert foreign_parent.status_code == 404 and "'p1'" in foreign_parent.json["message"]
+    foreign_experiment = api.post(f"{P}/experiments/{elsewhere}/runs", json=batch)
+    assert foreign_experiment.status_code == 404 and f"experiment {elsewhere}" in foreign_experiment.json["message"]
+    api.patch(f"{P}/experiments/{eid}", json={"archived": True})
+    archived = api.post(f"{P}/experiments/{eid}/runs", json={**batch, "parent_run_id": parent})
+    assert archived.status_code == 409 and "archived" in archived.json["message"]
+    with api.platform.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Run)) == 2  # parent and stranger
+        for model in (Param, RunTag, Metric, LatestMetric):
+            assert session.scalar(select(func.count()).select_from(model)) == 0, model
+        created = session.scalars(select(AuditEvent.resource_id).where(AuditEvent.action == "run.create")).all()
+    assert sorted(created) == sorted([parent, stranger])
+
+
+def test_a_new_run_answers_as_it_reads(tracked: Api) -> None:
+    """The creation response is built from what was written; a later read must match it,
+    start_time included (given in another zone, it comes back in UTC)."""
+    api = tracked
+    eid = experiment(api)
+    created = run(
+        api,
+        eid,
+        start_time="2026-03-04T05:06:07.123456+02:00",
+        params={"p": 1},
+        tags={"t": "x"},
+        metrics=[{"key": "m", "value": "Infinity", "step": 2}, {"key": "n", "value": "NaN"}],
+    )
+    assert created["start_time"] == "2026-03-04T03:06:07.123456+00:00"
+    assert created["artifact_prefix"].endswith(f"/runs/{created['id']}")
+    assert api.get(f"{P}/runs/{created['id']}").json == created
+
+
+def test_log_takes_python_json_and_refuses_broken_json(tracked: Api) -> None:
+    """The log route parses with orjson and falls back to Flask's parser, so the NaN and
+    Infinity literals Python's json writes still work; malformed JSON is still a 400."""
+    api = tracked
+    r = run(api, experiment(api))["id"]
+    headers = {"Content-Type": "application/json"}
+    body = b'{"metrics": [{"key": "m", "value": NaN, "step": 0}, {"key": "m", "value": -Infinity, "step": 1}]}'
+    assert api.post(f"{P}/runs/{r}/log", data=body, headers=headers).status_code == 200
+    assert [p["value"] for p in api.get(f"{P}/runs/{r}/metrics/m").json["items"]] == ["NaN", "-Infinity"]
+    assert api.post(f"{P}/runs/{r}/log", data=b'{"metrics": [', headers=headers).status_code == 400

@@ -152,6 +152,36 @@ def test_ordering_puts_missing_and_nan_last(runs: dict[str, Any]) -> None:
     assert names(d, order_by=["attributes.start_time"]) == ["r0", "r1", "r2", "r3", "r4", "r5"]
 
 
+def test_a_filtered_order_key_breaks_ties_by_start_time(tracked: Api) -> None:
+    """An order key that is also filtered on is ordered by its value alone (no NULL can
+    reach it); ties still go newest first, then by id, and pages follow the same order."""
+    api = tracked
+    eid = experiment(api)
+    for i, (name, value) in enumerate([("a", 1.0), ("b", 2.0), ("c", 1.0), ("d", 1.0), ("e", "NaN"), ("f", 0.5)]):
+        run(
+            api,
+            eid,
+            name=name,
+            start_time=f"2026-02-01T00:00:{i:02d}+00:00",
+            params={"p": "x"},
+            metrics=[{"key": "m", "value": value}],
+        )
+    search = {"experiment_ids": [eid], "filter": "metrics.m > 0.7 AND params.p = 'x'"}
+
+    def order(direction: str, page_size: int = 100) -> list[str]:
+        seen, token = [], None
+        while True:
+            body = {**search, "order_by": [f"metrics.m {direction}"], "page_size": page_size, "page_token": token}
+            page = api.post(f"{P}/runs/search", json=body).json
+            seen += [r["name"] for r in page["items"]]
+            token = page["next_page_token"]
+            if token is None:
+                return seen
+
+    assert order("DESC") == ["b", "d", "c", "a"] == order("DESC", page_size=1)
+    assert order("ASC") == ["d", "c", "a", "b"] == order("ASC", page_size=3)
+
+
 def test_pages_scope_and_views(runs: dict[str, Any]) -> None:
     d = runs
     api = d["api"]

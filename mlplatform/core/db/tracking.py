@@ -108,12 +108,16 @@ class RunTag(Base):
 
 
 class Metric(Base):
-    """Append-only history. ``value`` NULL is NaN; ``timestamp`` is milliseconds since the epoch."""
+    """Append-only history. ``value`` NULL is NaN; ``timestamp`` is milliseconds since the epoch.
+
+    ``run_id`` has no foreign key: PostgreSQL would check it per point (half the cost of a
+    batch). Logging locks the run's row instead, and purging deletes a run's points itself
+    (``services.tracking``)."""
 
     __tablename__ = "metrics"
 
     id: Mapped[intpk]
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    run_id: Mapped[str] = mapped_column(String(32))
     key: Mapped[str] = mapped_column(String())
     step: Mapped[int] = mapped_column(BigInteger)
     timestamp: Mapped[int] = mapped_column(BigInteger)

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Table, select, text
 from sqlalchemy import event as sa_event
-from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from mlplatform.core.backends import PlatformEvent
@@ -90,29 +90,45 @@ def record(
 
 @sa_event.listens_for(Session, "before_commit")
 def _write_pending(session: Session) -> None:
-    """Write the transaction's audit events at the head of the chain, under the chain's lock."""
+    """Write the transaction's audit events at the head of the chain, under the chain's lock.
+
+    Core statements on the session's connection, not ORM objects: this runs in every audited
+    commit, and while it holds the lock every other audited writer waits."""
     pending = session.info.pop(PENDING, None)
     publishers = session.info.pop(PUBLISHERS, {})
     if not pending:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
-    head = session.scalar(select(AuditEvent.row_hash).order_by(AuditEvent.id.desc()).limit(1)) or GENESIS
+    session.flush()  # the use case's own changes first, before the lock is taken
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(_LOCK, {"key": ADVISORY_LOCK_KEY})
+    head = connection.execute(_HEAD).scalar() or GENESIS
     now = utcnow()
     rows = []
     for fields in pending:
         fields = {**fields, "occurred_at": now, "prev_hash": head}
-        head = row_hash(fields)
-        rows.append(AuditEvent(**fields, row_hash=head))
-    session.add_all(rows)
-    session.flush()
+        head = fields["row_hash"] = row_hash(fields)
+        rows.append(fields)
+    ids = connection.execute(_INSERT, rows).scalars().all()
     for index, publish in publishers.items():
         row = rows[index]
         published = PlatformEvent(
-            id=row.id, occurred_at=row.occurred_at, actor=row.actor, project=row.project, action=row.action,
-            resource_type=row.resource_type, resource_id=row.resource_id, summary=row.summary,
+            id=ids[index],
+            occurred_at=row["occurred_at"],
+            actor=row["actor"],
+            project=row["project"],
+            action=row["action"],
+            resource_type=row["resource_type"],
+            resource_id=row["resource_id"],
+            summary=row["summary"],
         )
         after_commit(session, functools.partial(publish, published))
+
+
+_EVENTS: Table = AuditEvent.__table__  # type: ignore[assignment]
+_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_HEAD = select(_EVENTS.c.row_hash).order_by(_EVENTS.c.id.desc()).limit(1)
+_INSERT = _EVENTS.insert().returning(_EVENTS.c.id, sort_by_parameter_order=True)
 
 
 @sa_event.listens_for(Session, "after_rollback")
@@ -138,11 +154,30 @@ def verify(session: Session) -> Verification:
     checked = 0
     rows = session.execute(select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=1000)).scalars()
     for event in rows:
-        stored = {c: getattr(event, c) for c in ("occurred_at", "actor", "project", "action", "resource_type", "resource_id", "summary", "prev_hash")}
+        stored = {
+            c: getattr(event, c)
+            for c in (
+                "occurred_at",
+                "actor",
+                "project",
+                "action",
+                "resource_type",
+                "resource_id",
+                "summary",
+                "prev_hash",
+            )
+        }
         if event.prev_hash != expected_prev:
-            return Verification(False, checked, event.id, "prev_hash does not match the previous event: an event before it was deleted or changed")
+            return Verification(
+                False,
+                checked,
+                event.id,
+                "prev_hash does not match the previous event: an event before it was deleted or changed",
+            )
         if row_hash(stored) != event.row_hash:
-            return Verification(False, checked, event.id, "row_hash does not match the event's contents: the event was edited")
+            return Verification(
+                False, checked, event.id, "row_hash does not match the event's contents: the event was edited"
+            )
         expected_prev = event.row_hash
         checked += 1
     return Verification(True, checked)

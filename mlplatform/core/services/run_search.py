@@ -20,7 +20,8 @@ the epoch or an ISO 8601 string. A clause on a key a run does not have excludes 
 last either way, then ``start_time DESC, id``.
 
 Each referenced metric, param or tag key adds exactly one join (inner for filters, outer
-for an order key that is not filtered on); nothing is filtered in Python. A syntax error is
+for an order key that is not filtered on); nothing is filtered in Python. A page is two
+queries: the runs (Core rows, no ORM objects), then their params, tags and latest metrics. A syntax error is
 ``InvalidInput`` whose message and ``errors[field]["position"]`` give the character offset.
 """
 
@@ -35,13 +36,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
-from mlplatform.core.db.tracking import Experiment, LatestMetric, Param, Run, RunTag
+from mlplatform.core.db.tracking import Experiment, Run
 from mlplatform.core.errors import InvalidInput
 from mlplatform.core.services import access
 from mlplatform.core.services.pagination import MAX_PAGE_SIZE, Page, decode_token, encode_token
-from mlplatform.core.services.tracking_runs import RunView, run_views
+from mlplatform.core.services.tracking_runs import RUN_RECORD_COLUMNS, RunRecord, RunView, run_views
+from mlplatform.core.services.tracking_writes import latest_table, params_table, projects_table, tags_table
 
 ENTITIES = {
     "metrics": "metrics",
@@ -374,7 +376,7 @@ def _condition(column: Any, op: str, value: Any, dialect: str) -> ColumnElement[
 class _Joins:
     """One aliased join per (entity, key): inner for filters, outer for order-only keys."""
 
-    MODELS = {"metrics": LatestMetric, "params": Param, "tags": RunTag}
+    TABLES = {"metrics": latest_table, "params": params_table, "tags": tags_table}
 
     def __init__(self) -> None:
         self.aliases: dict[tuple[str, str], Any] = {}
@@ -382,14 +384,19 @@ class _Joins:
 
     def column(self, entity: str, key: str, *, outer: bool = False) -> Any:
         if (entity, key) not in self.aliases:
-            self.aliases[(entity, key)] = aliased(self.MODELS[entity])
+            self.aliases[(entity, key)] = self.TABLES[entity].alias()
             if outer:
                 self.outer.add((entity, key))
-        return self.aliases[(entity, key)].value
+        return self.aliases[(entity, key)].c.value
+
+    def may_be_null(self, entity: str, key: str) -> bool:
+        """Whether an order key can be NULL: only through an outer join, since every filter
+        on a key (any comparison, LIKE or IN) is false for NULL and its join is inner."""
+        return (entity, key) in self.outer
 
     def apply(self, query: Select[Any]) -> Select[Any]:
         for (entity, key), alias in self.aliases.items():
-            on = and_(alias.run_id == Run.id, alias.key == key)
+            on = and_(alias.c.run_id == Run.id, alias.c.key == key)
             query = query.outerjoin(alias, on) if (entity, key) in self.outer else query.join(alias, on)
         return query
 
@@ -399,15 +406,20 @@ def _attribute(key: str) -> Any:
 
 
 def build_query(
-    project_id: int,
+    project_id: Any,
     experiment_ids: Sequence[int] | None,
     clauses: Sequence[Clause],
     order: Sequence[OrderKey],
     run_view: str,
     dialect: str,
 ) -> Select[Any]:
-    """The SELECT of matching runs, ordered, without paging."""
-    query = select(Run).where(Run.project_id == project_id)
+    """The SELECT of matching runs (the ``RunRecord`` columns), ordered, without paging.
+    ``project_id`` is an id or a scalar subquery.
+
+    An order key that no NULL can reach (a filtered metric, param or tag) is ordered by its
+    value alone, so PostgreSQL may walk ``ix_latest_metrics_key_value`` in order and stop at
+    the page's end instead of sorting every match; other keys put NULLs last explicitly."""
+    query = select(*RUN_RECORD_COLUMNS).where(Run.project_id == project_id)
     if experiment_ids:
         query = query.where(Run.experiment_id.in_(experiment_ids))
     else:
@@ -427,8 +439,13 @@ def build_query(
             query = query.where(_condition(joins.column(clause.entity, clause.key), clause.op, clause.value, dialect))
     ordering: list[Any] = []
     for key in order:
-        column = _attribute(key.key) if key.entity == "attributes" else joins.column(key.entity, key.key, outer=True)
-        ordering += [column.is_(None), column.desc() if key.descending else column.asc()]
+        if key.entity == "attributes":
+            column, nullable = _attribute(key.key), True
+        else:
+            column = joins.column(key.entity, key.key, outer=True)
+            nullable = joins.may_be_null(key.entity, key.key)
+        ordering += [column.is_(None)] if nullable else []
+        ordering.append(column.desc() if key.descending else column.asc())
     query = joins.apply(query)
     return query.order_by(*ordering, Run.start_time.desc(), Run.id)
 
@@ -461,7 +478,6 @@ def search_runs(
         raise InvalidInput(
             f"page_size must be between 1 and {MAX_PAGE_SIZE}", errors={"page_size": [f"1..{MAX_PAGE_SIZE}"]}
         )
-    project = access.get_project(session, project_name)
     clauses = parse_filter(filter)
     order = parse_order_by(order_by)
     fingerprint = _fingerprint(sorted(experiment_ids or []), filter, list(order_by or []), run_view)
@@ -474,8 +490,11 @@ def search_runs(
                 errors={"page_token": ["invalid"]},
             )
         offset = token["o"]
-    query = build_query(project.id, experiment_ids, clauses, order, run_view, session.get_bind().dialect.name)
-    runs = list(session.scalars(query.offset(offset).limit(page_size + 1)))
+    project_id = select(projects_table.c.id).where(projects_table.c.name == project_name).scalar_subquery()
+    query = build_query(project_id, experiment_ids, clauses, order, run_view, session.get_bind().dialect.name)
+    runs = [RunRecord(*row) for row in session.connection().execute(query.offset(offset).limit(page_size + 1)).all()]
+    if not runs:
+        access.get_project(session, project_name)  # NotFound if the project is missing
     more = len(runs) > page_size
     runs = runs[:page_size]
     next_token = encode_token({"o": offset + page_size, "q": fingerprint}) if more else None

@@ -1,9 +1,9 @@
 """Experiments: create, read, rename, describe, tag, archive, soft delete, restore and purge.
 
 Every change here is audited in the caller's transaction. Runs (``tracking_runs``), logging
-batches (``tracking_batch``), metric history (``metric_history``) and search (``run_search``)
-live beside this module. Soft-deleted experiments stay readable and restorable; an
-experiment's name stays taken until it is purged.
+batches (``tracking_batch``), the hot paths' writes (``tracking_writes``), metric history
+(``metric_history``) and search (``run_search``) live beside this module. Soft-deleted
+experiments stay readable and restorable; an experiment's name stays taken until it is purged.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from mlplatform.core.db.models import Project
 from mlplatform.core.db.tracking import (
     Experiment,
     ExperimentTag,
+    Metric,
     Run,
 )
 from mlplatform.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -89,20 +90,21 @@ def _set_experiment_tags(session: Session, experiment_id: int, tags: Mapping[str
 def audit_change(
     session: Session,
     identity: Identity,
-    project: Project,
+    project: Project | str,
     action: str,
     kind: str,
     resource_id: Any,
     summary: dict[str, Any],
     platform: Platform | None,
 ) -> None:
+    """Audit a change of ``project`` (the project or its name) in the caller's transaction."""
     audit.record(
         session,
         actor=identity.username,
         action=action,
         resource_type=kind,
         resource_id=resource_id,
-        project=project.name,
+        project=project if isinstance(project, str) else project.name,
         summary=summary,
         platform=platform,
     )
@@ -241,10 +243,17 @@ def delete_experiment(
         experiment = session.get(Experiment, experiment_id)
         if experiment is None or experiment.project_id != project.id:
             return  # already purged
-        prefixes = list(session.scalars(select(Run.artifact_prefix).where(Run.experiment_id == experiment.id)))
+        # Locking the runs waits for batches being logged to them (they hold a key-share lock)
+        # and holds off new ones until the purge commits.
+        runs = select(Run.artifact_prefix).where(Run.experiment_id == experiment.id).with_for_update()
+        prefixes = list(session.scalars(runs))
         if platform is not None:
             for prefix in prefixes:
                 platform.artifact_store.delete(prefix)
+        # Points have no foreign key to cascade from their run: they go first, explicitly.
+        session.execute(
+            delete(Metric).where(Metric.run_id.in_(select(Run.id).where(Run.experiment_id == experiment.id)))
+        )
         # Nested runs in other experiments keep their rows; their parent link goes (SET NULL).
         session.execute(delete(Run).where(Run.experiment_id == experiment.id))
         session.execute(delete(Experiment).where(Experiment.id == experiment.id))

@@ -10,9 +10,9 @@ Metric values are numbers or one of the strings ``"NaN"``, ``"Infinity"``, ``"-I
 (JSON cannot carry those floats); ``step`` defaults to 0 and ``timestamp`` (milliseconds since
 the epoch) to now. Param values may be strings, numbers or booleans and are stored as text.
 
-Parsing is a plain loop over the decoded JSON (no schema library per item) and the writes
-are SQLAlchemy Core ``executemany`` statements: one insert of metric points, one upsert of
-latest_metrics, one query for existing params, one insert of new params, one upsert of tags.
+Parsing is a plain loop over the decoded JSON (no schema library per item). The writes are
+in ``tracking_writes`` (one statement per batch on PostgreSQL). Logging params to an
+existing run first reads the stored ones (params are write-once).
 """
 
 from __future__ import annotations
@@ -21,15 +21,16 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mlplatform.core.db.base import utcnow
-from mlplatform.core.db.tracking import TERMINAL_STATUSES, LatestMetric, Metric, Param, Run, RunIdempotencyKey, RunTag
+from mlplatform.core.db.tracking import TERMINAL_STATUSES, RunIdempotencyKey
 from mlplatform.core.errors import Conflict, InvalidInput
+from mlplatform.core.services.tracking_writes import params_table, write_batch
 
 DEFAULT_LIMITS = {
     "max_metrics_per_batch": 1000,
@@ -43,10 +44,6 @@ WIRE_SPECIALS = {"NaN": None, "Infinity": math.inf, "-Infinity": -math.inf}
 INT64 = 2**63
 IDEMPOTENCY_KEY_LENGTH = 250
 
-metrics_table: Table = Metric.__table__  # type: ignore[assignment]
-latest_table: Table = LatestMetric.__table__  # type: ignore[assignment]
-params_table: Table = Param.__table__  # type: ignore[assignment]
-tags_table: Table = RunTag.__table__  # type: ignore[assignment]
 idempotency_table: Table = RunIdempotencyKey.__table__  # type: ignore[assignment]
 
 
@@ -204,6 +201,14 @@ def parse_batch(body: Any, limits: Mapping[str, int] | None = None) -> Batch:
     return Batch(params, metrics, tags)
 
 
+class RunState(NamedTuple):
+    """What writing a batch needs to know about its run."""
+
+    id: str
+    status: str
+    lifecycle_stage: str
+
+
 def _dialect_insert(session: Session, table: Table) -> Any:
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
@@ -239,18 +244,16 @@ def _claim_idempotency_key(session: Session, run_id: str, key: str, request_hash
 
 def log_batch(
     session: Session,
-    run: Run,
+    run: RunState,
     batch: Batch,
     *,
     idempotency_key: str | None = None,
     request_hash: str = "",
-    new_run: bool = False,
 ) -> tuple[LogResult, bool]:
-    """Write ``batch`` to ``run`` in the caller's transaction. Returns (result, replayed).
+    """Write ``batch`` to the existing ``run`` in the caller's transaction. Returns (result, replayed).
 
     Refuses (409) a deleted run, metrics for a run that is not running, and a param whose
     stored value differs (naming the key). Same-value params are accepted and not rewritten.
-    ``new_run`` (the run was created in this transaction) skips the lookup of stored params.
     """
     if run.lifecycle_stage == "deleted":
         raise Conflict(f"run {run.id!r} is deleted: restore it before logging to it")
@@ -260,59 +263,16 @@ def log_batch(
             return LogResult(**stored), True
     if batch.metrics and run.status in TERMINAL_STATUSES:
         raise Conflict(f"run {run.id!r} is {run.status}: set its status to running to log more metrics")
-    run_id = run.id
-    statements = _statements(session)
-    new_params = batch.params if new_run else _new_params(session, run_id, batch.params)
-    if new_params:
-        session.execute(
-            params_table.insert(), [{"run_id": run_id, "key": k, "value": v} for k, v in new_params.items()]
-        )
-    if batch.metrics:
-        _insert_metrics(session, statements, run_id, batch.metrics)
-        session.execute(
-            statements.upsert_latest,
-            [
-                {"run_id": run_id, "key": k, "value": v, "step": s, "timestamp": t}
-                for k, v, s, t in latest_points(batch.metrics).values()
-            ],
-        )
-    if batch.tags:
-        session.execute(
-            statements.upsert_tags, [{"run_id": run_id, "key": k, "value": v} for k, v in batch.tags.items()]
-        )
-    result = LogResult(run_id, len(batch.metrics), len(batch.params), len(batch.tags))
+    if not batch.empty:
+        write_batch(session, run.id, batch, _new_params(session, run.id, batch.params))
+    result = LogResult(run.id, len(batch.metrics), len(batch.params), len(batch.tags))
     if idempotency_key:
         session.execute(
             idempotency_table.update()
-            .where(idempotency_table.c.run_id == run_id, idempotency_table.c.key == idempotency_key)
+            .where(idempotency_table.c.run_id == run.id, idempotency_table.c.key == idempotency_key)
             .values(response=result.to_dict())
         )
     return result, False
-
-
-def _insert_metrics(
-    session: Session, statements: _Statements, run_id: str, metrics: list[tuple[str, float | None, int, int]]
-) -> None:
-    """Straight to the driver, without SQLAlchemy's per-row parameter processing: SQLite's
-    ``executemany``; PostgreSQL's ``COPY FROM STDIN`` on the transaction's connection."""
-    connection = session.connection()
-    if statements.copy:
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        with cursor.copy(statements.insert_metrics) as copy:
-            for key, value, step, stamp in metrics:
-                copy.write_row((run_id, key, step, stamp, value))
-    else:
-        connection.exec_driver_sql(statements.insert_metrics, [(run_id, k, s, t, v) for k, v, s, t in metrics])
-
-
-def latest_points(metrics: list[tuple[str, float | None, int, int]]) -> dict[str, tuple[str, float | None, int, int]]:
-    """The newest point per key of a batch: max step, then latest timestamp, then the later one."""
-    newest: dict[str, tuple[str, float | None, int, int]] = {}
-    for point in metrics:
-        held = newest.get(point[0])
-        if held is None or (point[2], point[3]) >= (held[2], held[3]):
-            newest[point[0]] = point
-    return newest
 
 
 def _new_params(session: Session, run_id: str, params: dict[str, str]) -> dict[str, str]:
@@ -320,11 +280,13 @@ def _new_params(session: Session, run_id: str, params: dict[str, str]) -> dict[s
     if not params:
         return {}
     existing = dict(
-        session.execute(
+        session.connection()
+        .execute(
             select(params_table.c.key, params_table.c.value).where(
                 params_table.c.run_id == run_id, params_table.c.key.in_(list(params))
             )
-        ).all()
+        )
+        .all()
     )
     for key, value in params.items():
         if key in existing and existing[key] != value:
@@ -333,35 +295,3 @@ def _new_params(session: Session, run_id: str, params: dict[str, str]) -> dict[s
                 errors={"params": {key: ["already logged with a different value"]}},
             )
     return {k: v for k, v in params.items() if k not in existing}
-
-
-@dataclass(frozen=True)
-class _Statements:
-    insert_metrics: str  # driver SQL taking (run_id, key, step, timestamp, value) rows
-    copy: bool  # insert_metrics is a COPY FROM STDIN (PostgreSQL)
-    upsert_latest: Any  # replaces a stored latest point only if the incoming one is not older
-    upsert_tags: Any
-
-
-_STATEMENTS: dict[str, _Statements] = {}
-
-
-def _statements(session: Session) -> _Statements:
-    """The batch statements for this session's dialect, built once per process."""
-    dialect = session.get_bind().dialect.name
-    if dialect not in _STATEMENTS:
-        columns = f'{metrics_table.name} (run_id, "key", step, "timestamp", value)'
-        copy = dialect == "postgresql"
-        insert_metrics = f"COPY {columns} FROM STDIN" if copy else f"INSERT INTO {columns} VALUES (?, ?, ?, ?, ?)"
-        latest = _dialect_insert(session, latest_table)
-        stored, incoming = latest_table.c, latest.excluded
-        latest = latest.on_conflict_do_update(
-            index_elements=["run_id", "key"],
-            set_={"value": incoming.value, "step": incoming.step, "timestamp": incoming.timestamp},
-            where=(incoming.step > stored.step)
-            | ((incoming.step == stored.step) & (incoming.timestamp >= stored.timestamp)),
-        )
-        tags = _dialect_insert(session, tags_table)
-        tags = tags.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": tags.excluded.value})
-        _STATEMENTS[dialect] = _Statements(insert_metrics, copy, latest, tags)
-    return _STATEMENTS[dialect]
