@@ -181,12 +181,17 @@ def traffic_of(api: Api, env: str = "production") -> dict[int, int]:
 @dataclass
 class Traffic:
     """Predictions sent through the gateway from a thread, ``rows`` rows a request; every
-    ``flag_every``-th request flagged (x2 < 0), none when it is None (it may change while running)."""
+    ``flag_every``-th request flagged (x2 < 0), none when it is None (it may change while running).
+
+    Each thread rests ``pause`` seconds between requests: in-process senders that never
+    sleep hold the GIL and starve the test's own thread, the capture writer and the jobs.
+    """
 
     api: Api
     env: str = "production"
     rows: int = 1
     flag_every: int | None = 5
+    pause: float = 0.002
     responses: list[tuple[float, int, int | None]] = field(default_factory=list)  # (time, status, version)
     sent: list[float] = field(default_factory=list)  # when each request of ``responses`` was sent
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -209,6 +214,7 @@ class Traffic:
                     version = _failed_version(response.json.get("message", ""))
                 self.sent.append(sent)
                 self.responses.append((time.time(), response.status_code, version))
+                time.sleep(self.pause)
         finally:
             self._done.set()
 
