@@ -15,6 +15,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -157,3 +158,28 @@ def machine_info() -> dict[str, object]:
     except (OSError, IndexError, ValueError):
         pass
     return info
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def software_versions(mlflow: str) -> dict[str, str]:
+    """What a benchmark ran: MLflow (``mlflow`` is its executable), our package and commit, the databases, Python."""
+    import sqlite3
+
+    def output(*command: object) -> str:
+        try:
+            return subprocess.run([str(c) for c in command], capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return "unavailable"
+
+    dirty = output("git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no")
+    return {
+        "mlflow": output(mlflow, "--version"),
+        "mlplatform": output(ROOT / ".venv/bin/python", "-c", "import mlplatform; print(mlplatform.__version__)"),
+        "git_commit": output("git", "-C", ROOT, "rev-parse", "--short", "HEAD"),
+        "tree": f"{len(dirty.splitlines())} modified tracked files" if dirty else "clean",
+        "sqlite": sqlite3.sqlite_version,
+        "postgresql": pg_version(),
+        "python": sys.version.split()[0],
+    }

@@ -712,28 +712,10 @@ def table(results: list[dict[str, Any]], direct: dict[str, Any], args: argparse.
 
 
 def versions(args: argparse.Namespace) -> dict[str, str]:
-    out: dict[str, str] = {}
-    out["mlflow"] = subprocess.run([args.mlflow, "--version"], capture_output=True, text=True).stdout.strip()
+    out = common.software_versions(args.mlflow)
     import sklearn
 
     out["scikit-learn"] = sklearn.__version__
-    out["mlplatform"] = subprocess.run(
-        [ROOT / ".venv/bin/python", "-c", "import mlplatform; print(mlplatform.__version__)"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    out["git_commit"] = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
-    ).stdout.strip()
-    out["tree"] = f"{len(dirty.splitlines())} modified tracked files" if dirty else "clean"
-    import sqlite3
-
-    out["sqlite"] = sqlite3.sqlite_version
-    out["postgresql"] = common.pg_version()
-    out["python"] = sys.version.split()[0]
     return out
 
 

@@ -758,27 +758,7 @@ def print_table(rows: list[dict[str, Any]]) -> str:
 
 
 def versions(args: argparse.Namespace) -> dict[str, str]:
-    out = {}
-    try:
-        out["mlflow"] = subprocess.run([args.mlflow, "--version"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        out["mlflow"] = "unavailable"
-    try:
-        out["mlplatform"] = subprocess.run(
-            [ROOT / ".venv/bin/python", "-c", "import mlplatform; print(mlplatform.__version__)"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        out["git_commit"] = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        pass
-    import sqlite3
-
-    out["sqlite"] = sqlite3.sqlite_version
-    out["postgresql"] = common.pg_version()
-    out["python"] = sys.version.split()[0]
+    out = common.software_versions(args.mlflow)
     return out
 
 

@@ -74,6 +74,32 @@ def add_version(
         (folder / "model.joblib").write_bytes(b"not a pickle")
     if signature is None:
         (folder / DESCRIPTOR).write_text(json.dumps({"flavor": "sklearn"}))
+    return store_version(
+        platform,
+        folder,
+        number,
+        project=project,
+        model=model,
+        flavor="sklearn",
+        signature=signature,
+        status=status,
+        archived=archived,
+    )
+
+
+def store_version(
+    platform: Platform,
+    folder: Path,
+    number: int,
+    *,
+    project: str = PROJECT,
+    model: str = MODEL,
+    flavor: str,
+    signature: dict[str, Any] | None,
+    **columns: Any,
+) -> int:
+    """Upload ``folder`` and insert version ``number`` of ``model`` (created if missing) straight in
+    the database, ready unless ``columns`` say otherwise; returns the version's id."""
     prefix = f"models/{project}/{model}/{number}/"
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         with path.open("rb") as stream:
@@ -92,13 +118,12 @@ def add_version(
         version = ModelVersion(
             model_id=registered.id,
             version=number,
-            status=status,
-            flavor="sklearn",
+            flavor=flavor,
             signature=signature,
             artifact_uri=prefix,
             artifact_sha256=sha,
-            archived=archived,
             created_by="test",
+            **{"status": "ready", **columns},
         )
         session.add(version)
         session.flush()

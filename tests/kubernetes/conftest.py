@@ -16,8 +16,6 @@ import yaml
 
 from tests.kubernetes.emulator import KubernetesApiEmulator
 
-pytest.importorskip("kubernetes", reason="pip install 'mlplatform[kubernetes]'")
-
 TOKEN = "emulator-bearer-token-s3cr3t"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import kubernetes_validate
 import pytest
 from marshmallow import ValidationError
 
@@ -17,8 +18,6 @@ from mlplatform.core.errors import InvalidInput
 from plugins_contrib.kubernetes.config import KubernetesConfig
 from plugins_contrib.kubernetes.manifests import Manifests, render
 from plugins_contrib.kubernetes.names import label_value, parse_reference, reference, resource_name
-
-kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 # The newest release the installed kubernetes-validate has schemas for (1.37 when written).
 K8S_VERSION = kubernetes_validate.latest_version()

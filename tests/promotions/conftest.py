@@ -13,16 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
-from mlplatform.core.db.models import Project
-from mlplatform.core.db.registry import ModelVersion, RegisteredModel
-from mlplatform.core.model_loading import DESCRIPTOR, store_sha256
+from mlplatform.core.model_loading import DESCRIPTOR
 from mlplatform.core.platform import Platform
 from tests.alerting.conftest import Receiver, receiver  # noqa: F401 - the fixture, reused
 from tests.api_client import Api
 from tests.conftest import deep_merge
-from tests.deployments.conftest import SIGNATURE
+from tests.deployments.conftest import SIGNATURE, store_version
 from tests.serving.conftest import write_sklearn_model
 
 PROJECT = "acme"
@@ -106,36 +103,17 @@ def add_version(
         write_sklearn_model(folder)
     if input_example is not None:
         (folder / "input_example.json").write_text(json.dumps({"instances": input_example}))
-    prefix = f"models/{PROJECT}/{MODEL}/{number}/"
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        with path.open("rb") as stream:
-            platform.artifact_store.put(prefix + path.relative_to(folder).as_posix(), stream)
-    sha = store_sha256(platform.artifact_store, prefix)
-    with platform.db.write() as session:
-        project = session.scalar(select(Project).where(Project.name == PROJECT))
-        assert project is not None
-        model = session.scalar(
-            select(RegisteredModel).where(RegisteredModel.project_id == project.id, RegisteredModel.name == MODEL)
-        )
-        if model is None:
-            model = RegisteredModel(project_id=project.id, name=MODEL, created_by="test")
-            session.add(model)
-            session.flush()
-        version = ModelVersion(
-            model_id=model.id,
-            version=number,
-            status="ready",
-            flavor="sklearn" if source is None else "python_function",
-            signature=SIGNATURE,
-            artifact_uri=prefix,
-            artifact_sha256=sha,
-            created_by="test",
-            run_metrics=metrics or {},
-            tags=tags or {},
-        )
-        session.add(version)
-        session.flush()
-        return version.id
+    return store_version(
+        platform,
+        folder,
+        number,
+        project=PROJECT,
+        model=MODEL,
+        flavor="sklearn" if source is None else "python_function",
+        signature=SIGNATURE,
+        run_metrics=metrics or {},
+        tags=tags or {},
+    )
 
 
 def promote(api: Api, version: int, *, to: str = "production", token: str = "admin", **body: Any) -> Any:

@@ -278,6 +278,42 @@ def check_deployable(version: ModelVersion, model_name: str) -> None:
         raise Conflict(f"{label} has no recorded artifact digest; it cannot be loaded safely")
 
 
+def new_deployment(
+    session: Session, project_id: int, model_id: int, env_name: str, target: str, actor: str, busy: str
+) -> Deployment:
+    """Insert an empty pending deployment; ``Conflict(busy)`` if a concurrent request inserted it first."""
+    deployment = Deployment(
+        project_id=project_id,
+        model_id=model_id,
+        environment=env_name,
+        target=target,
+        status="pending",
+        status_message="",
+        revision=0,
+        updated_by=actor,
+    )
+    session.add(deployment)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict(busy) from None
+    return deployment
+
+
+def stage_version(session: Session, deployment_id: int, version_id: int, row: DeploymentVersion | None) -> None:
+    """Make ``version_id`` a pending member of the deployment at weight 0 (``row``: its current row,
+    if any); a version already healthy there stays as it is."""
+    if row is None:
+        session.add(
+            DeploymentVersion(
+                deployment_id=deployment_id, version_id=version_id, weight=0, status="pending", status_message=""
+            )
+        )
+    elif row.status != "healthy":
+        row.status, row.status_message = "pending", ""
+
+
 def request_deploy(
     session: Session,
     identity: Identity,
@@ -323,34 +359,19 @@ def request_deploy(
             errors={"weight": ["nothing else serves"]},
         )
     if deployment is None:
-        deployment = Deployment(
-            project_id=model.project_id,
-            model_id=model.id,
-            environment=env_name,
-            target=env["target"],
-            status="pending",
-            status_message="",
-            revision=0,
-            updated_by=identity.username,
+        deployment = new_deployment(
+            session,
+            model.project_id,
+            model.id,
+            env_name,
+            env["target"],
+            identity.username,
+            f"another request is deploying {model_name!r} to {env_name!r} right now; retry",
         )
-        session.add(deployment)
-        try:
-            with session.begin_nested():
-                session.flush()
-        except IntegrityError:
-            raise Conflict(f"another request is deploying {model_name!r} to {env_name!r} right now; retry") from None
     deployment.target = env["target"]
     deployment.status = "pending"
     deployment.status_message = ""
-    row = next((r for r in rows if r.version_id == version.id), None)
-    if row is None:
-        session.add(
-            DeploymentVersion(
-                deployment_id=deployment.id, version_id=version.id, weight=0, status="pending", status_message=""
-            )
-        )
-    elif row.status != "healthy":
-        row.status, row.status_message = "pending", ""
+    stage_version(session, deployment.id, version.id, next((r for r in rows if r.version_id == version.id), None))
     details = {"version": version.version, "weight": weight, "ref": str(ref), "via_promotion": via_promotion}
     event = record_event(
         session, deployment, "deploy_requested", actor=identity.username, version_id=version.id, details=details

@@ -27,7 +27,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mlplatform.core.backends import Identity
@@ -218,22 +217,15 @@ def _stage(
     deployments.check_deployable(version, model)
     deployment = deployments.find_deployment(session, project, model, promotion.environment, lock=True)
     if deployment is None:
-        deployment = Deployment(
-            project_id=promotion.project_id,
-            model_id=promotion.model_id,
-            environment=promotion.environment,
-            target=env["target"],
-            status="pending",
-            status_message="",
-            revision=0,
-            updated_by=ACTOR,
+        deployment = deployments.new_deployment(
+            session,
+            promotion.project_id,
+            promotion.model_id,
+            promotion.environment,
+            env["target"],
+            ACTOR,
+            f"{model!r} is being deployed to {promotion.environment!r} right now; retry",
         )
-        session.add(deployment)
-        try:
-            with session.begin_nested():
-                session.flush()
-        except IntegrityError:
-            raise Conflict(f"{model!r} is being deployed to {promotion.environment!r} right now; retry") from None
     rows = {
         r.version_id: r
         for r in session.scalars(select(DeploymentVersion).where(DeploymentVersion.deployment_id == deployment.id))
@@ -243,15 +235,7 @@ def _stage(
         normalised = deployments.split_weights(serving, version.id, 0) if serving else {}
         promotion.previous_weights = {str(v): w for v, w in normalised.items() if v != version.id and w > 0}
         promotion.deployment_id = deployment.id
-    row = rows.get(version.id)
-    if row is None:
-        session.add(
-            DeploymentVersion(
-                deployment_id=deployment.id, version_id=version.id, weight=0, status="pending", status_message=""
-            )
-        )
-    elif row.status != "healthy":
-        row.status, row.status_message = "pending", ""
+    deployments.stage_version(session, deployment.id, version.id, rows.get(version.id))
     deployment.target = env["target"]
     details = {"version": version.version, "weight": 0, "via_promotion": True, "promotion": promotion.id}
     event = deployments.record_event(
