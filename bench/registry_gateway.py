@@ -96,6 +96,12 @@ def check(r: requests.Response, what: str, ok: tuple[int, ...] = (200, 201, 202)
 # --------------------------------------------------------------------------- the model
 
 
+def checked(status: int, body: bytes, what: str, ok: tuple[int, ...]) -> bytes:
+    if status not in ok:
+        raise RuntimeError(f"{what}: HTTP {status}: {body[:500]!r}")
+    return body
+
+
 def train_model(folder: Path) -> Path:
     """A LogisticRegression on 4 features, saved as our sklearn flavor; returns the folder."""
     import joblib
@@ -195,7 +201,7 @@ class Stack:
 
     # --- ours
 
-    def write_config(self, capture: bool) -> Path:
+    def write_config(self, capture: bool, jobs: str) -> Path:
         raw = yaml.safe_load((ROOT / "config" / "default.yaml").read_text())
         raw = copy.deepcopy(raw)
         raw["environments"] = [{"name": "staging", "target": "local"}]
@@ -203,24 +209,33 @@ class Stack:
             "rate_limit": {"requests_per_second": 1.0e9, "burst": 1_000_000_000},
             "capture": {"enabled": capture, "sample_rate": 1.0},
         }
-        path = self.tmp / f"mlplatform{'' if capture else '-nocapture'}.yaml"
+        if jobs == "rq":  # the production layout: jobs on Redis, run by a separate `mlplatform worker`
+            queue = f"bench-{os.getpid()}-{len(self.procs)}"
+            raw["jobs"] = {"backend": "rq", "options": {"url": self.args.redis_url, "queue": queue}}
+        path = self.tmp / f"mlplatform{'' if capture else '-nocapture'}-{jobs}.yaml"
         path.write_text(yaml.safe_dump(raw))
         return path
 
-    def start_ours(self, capture: bool = True, db_url: str | None = None) -> dict[str, Any]:
-        data = self.tmp / "mlp-data"
+    def start_ours(self, capture: bool = True, db_url: str | None = None, jobs: str = "inline") -> dict[str, Any]:
+        data = self.tmp / f"mlp-data-{jobs}"
         data.mkdir(exist_ok=True)
-        url = db_url or self.url("mlp")
+        url = db_url or self.url("mlp" if jobs == "inline" else f"mlp_{jobs}")
         env = {
             **os.environ,
             "MLPLATFORM_DATA_DIR": str(data),
             "MLPLATFORM_DATABASE_URL": url,
-            "MLPLATFORM_CONFIG": str(self.write_config(capture)),
+            "MLPLATFORM_CONFIG": str(self.write_config(capture, jobs)),
         }
         bin_dir = ROOT / ".venv" / "bin"
         subprocess.run([bin_dir / "mlplatform", "db", "upgrade"], env=env, check=True, capture_output=True)
         port = common.free_port()
-        label = "mlplatform" if capture else "mlplatform-nocapture"
+        label = ("mlplatform" if capture else "mlplatform-nocapture") + ("-rq" if jobs == "rq" else "")
+        worker = None
+        if jobs == "rq":
+            worker = common.Server(
+                f"{label}-worker", [bin_dir / "mlplatform", "worker"], env, self.tmp / f"{label}-worker.log"
+            )
+            self.procs.append(worker)
         server = common.Server(
             label,
             [bin_dir / "mlplatform", "serve", "--port", str(port), "--workers", str(self.args.workers)],
@@ -239,6 +254,7 @@ class Stack:
             "base": f"http://127.0.0.1:{port}",
             "port": port,
             "server": server,
+            "worker": worker,
             "url": url,
             "headers": {**JSON, "Authorization": f"Bearer {token}"},
         }
@@ -324,8 +340,10 @@ class Stack:
         }
 
     def stop_one(self, side: dict[str, Any]) -> None:
-        side["server"].stop()
-        self.procs.remove(side["server"])
+        for server in (side["server"], side.get("worker")):
+            if server is not None:
+                server.stop()
+                self.procs.remove(server)
 
     def stop(self) -> None:
         for server in self.procs:
@@ -392,23 +410,24 @@ def ours_registry(side: dict[str, Any], run: str, args: argparse.Namespace, log:
     out: dict[str, list] = {"create_version": [], "set_alias": []}
     created: list[int] = []
 
+    conn = common.KeepAlive(side["base"], side["headers"])
+    path = b.removeprefix(side["base"])
+
     def create(n: int) -> list[float]:
         timings = []
         for _ in range(n):
-            t = time.perf_counter()
-            r = s.post(f"{b}/reg/versions", data=body)
-            timings.append((time.perf_counter() - t) * 1000)
-            created.append(check(r, "create version").json()["version"])
+            ms, status, data = conn.call("POST", f"{path}/reg/versions", body)
+            timings.append(ms)
+            created.append(json.loads(checked(status, data, "create version", (201,)))["version"])
         return timings
 
     def alias(n: int, pool: list[int], offset: int) -> list[float]:
         bodies = [json.dumps({"version": pool[(offset + i) % len(pool)]}).encode() for i in range(n)]
         timings = []
         for data in bodies:
-            t = time.perf_counter()
-            r = s.put(f"{b}/reg/aliases/champion", data=data)
-            timings.append((time.perf_counter() - t) * 1000)
-            check(r, "set alias")
+            ms, status, answer = conn.call("PUT", f"{path}/reg/aliases/champion", data)
+            timings.append(ms)
+            checked(status, answer, "set alias", (200,))
         return timings
 
     create(args.warmup_writes)
@@ -448,13 +467,16 @@ def mlflow_registry(
     out: dict[str, list] = {"create_version": [], "set_alias": []}
     created: list[int] = []
 
+    conn = common.KeepAlive(side["base"], side["headers"])
+    path = b.removeprefix(side["base"])
+
     def create(n: int) -> list[float]:
         timings = []
         for _ in range(n):
-            t = time.perf_counter()
-            r = s.post(f"{b}/model-versions/create", data=body)
-            timings.append((time.perf_counter() - t) * 1000)
-            created.append(int(check(r, "mlflow create version").json()["model_version"]["version"]))
+            ms, status, data = conn.call("POST", f"{path}/model-versions/create", body)
+            timings.append(ms)
+            answer = json.loads(checked(status, data, "mlflow create version", (200,)))
+            created.append(int(answer["model_version"]["version"]))
         return timings
 
     def alias(n: int, pool: list[int], offset: int) -> list[float]:
@@ -464,10 +486,9 @@ def mlflow_registry(
         ]
         timings = []
         for data in bodies:
-            t = time.perf_counter()
-            r = s.post(f"{b}/registered-models/alias", data=data)
-            timings.append((time.perf_counter() - t) * 1000)
-            check(r, "mlflow set alias")
+            ms, status, answer = conn.call("POST", f"{path}/registered-models/alias", data)
+            timings.append(ms)
+            checked(status, answer, "mlflow set alias", (200,))
         return timings
 
     create(args.warmup_writes)
@@ -602,6 +623,12 @@ def bench_backend(
         run = ours_setup(ours, session(ours), model_dir)
         if not args.skip_registry:
             res["registry"]["mlplatform"] = ours_registry(ours, run, args, log)
+            if "rq" in args.jobs:
+                side = stack.start_ours(jobs="rq")
+                log(f"[{backend}] {side['name']} up on :{side['port']} with one `mlplatform worker`")
+                side_run = ours_setup(side, session(side), model_dir)
+                res["registry"][side["name"]] = ours_registry(side, side_run, args, log)
+                stack.stop_one(side)
             for mode in args.mlflow_modes:
                 side = stack.start_mlflow(mode)
                 log(f"[{backend}] {side['name']} up on :{side['port']}")
@@ -687,7 +714,9 @@ def table(results: list[dict[str, Any]], direct: dict[str, Any], args: argparse.
         for op, label in (("create_version", "create version"), ("set_alias", "set alias")):
             for name, r in reg.items():
                 p50, p90 = med(r[op], "p50"), med(r[op], "p90")
-                target, met = ("ours <= 3 ms", "yes" if p50 <= 3 else "NO") if name == "mlplatform" else ("-", "-")
+                target, met = (
+                    ("ours <= 3 ms", "yes" if p50 <= 3 else "NO") if name.startswith("mlplatform") else ("-", "-")
+                )
                 lines.append(f"| {res['backend']} | {label} | {name} | {p50:.2f} | {p90:.2f} | {target} | {met} |")
     lines += [
         "",
@@ -745,6 +774,13 @@ def main() -> None:
         "--no-capture-off", dest="capture_off", action="store_false", help="skip our latency with capture off"
     )
     p.add_argument("--skip-registry", action="store_true")
+    p.add_argument(
+        "--jobs",
+        default="inline,rq",
+        help="job layouts for our registry writes: inline (the embedded default: jobs on the server's threads), "
+        "rq (the production layout: Redis and one `mlplatform worker`)",
+    )
+    p.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     p.add_argument("--mlflow", default=str(HERE / ".venv-mlflow/bin/mlflow"), help="the mlflow executable")
     p.add_argument("--out", type=Path, default=HERE / "results", help="directory for the JSON results")
     args = p.parse_args()
@@ -757,6 +793,7 @@ def main() -> None:
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     args.gateway_backends = [b.strip() for b in args.gateway_backends.split(",") if b.strip()]
     args.mlflow_modes = [m.strip() for m in args.mlflow_modes.split(",") if m.strip()]
+    args.jobs = [j.strip() for j in args.jobs.split(",") if j.strip()]
     if "uvicorn-stock" in args.mlflow_modes and not args.mlflow_stock:
         args.mlflow_modes.remove("uvicorn-stock")
 
@@ -768,7 +805,8 @@ def main() -> None:
         "machine": common.machine_info(),
         "versions": versions(args),
         "settings": {
-            k: getattr(args, k) for k in (*full, "workers", "clients", "backends", "gateway_backends", "mlflow_modes")
+            k: getattr(args, k)
+            for k in (*full, "workers", "clients", "backends", "gateway_backends", "mlflow_modes", "jobs")
         },
         "bench_config": {
             "gateway.rate_limit": {"requests_per_second": 1e9, "burst": 1_000_000_000},
@@ -781,7 +819,8 @@ def main() -> None:
     try:
         model_dir = train_model(tmp / "ours")
         mlflow_model = tmp / "mlflow-model"
-        save_mlflow_model(args, model_dir, mlflow_model)
+        if args.gateway_backends:  # only `mlflow models serve` needs it
+            save_mlflow_model(args, model_dir, mlflow_model)
         direct = in_process_latency(model_dir, args.predict_requests * 2)
         log(f"in process: predict p50 {direct['p50']:.3f} ms p90 {direct['p90']:.3f} ms -> {direct['prediction']}")
         results = [bench_backend(b, args, model_dir, mlflow_model, log) for b in args.backends]

@@ -122,6 +122,8 @@ def _run_gunicorn(config_path: str | None, host: str, port: int, workers: int, t
                 "threads": threads,
                 "worker_class": "gthread",
                 "keepalive": 75,
+                # the heartbeat file is touched on every loop of a worker: keep it in memory
+                "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
                 "accesslog": None,
                 "timeout": 120,
                 "graceful_timeout": 20,
@@ -652,6 +654,8 @@ def model_server_command(
                 "threads": threads,
                 "worker_class": "gthread",
                 "keepalive": 75,
+                # the heartbeat file is touched on every loop of a worker: keep it in memory
+                "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
                 "accesslog": None,
                 "timeout": 120,
                 "graceful_timeout": 20,

@@ -151,7 +151,7 @@ def set_alias(project: str, model: str) -> Any:
         return _model_page(model, form, FormErrors("give an alias and a version", missing, 400))
     try:
         with platform().db.write() as session:
-            _row, previous, target = alias_service.set_alias(
+            move = alias_service.set_alias(
                 session, g.identity, project, model, form["alias"], version_ref(form["version"]), platform=platform()
             )
     except MLPlatformError as exc:
@@ -159,9 +159,9 @@ def set_alias(project: str, model: str) -> Any:
         if not errors.fields:
             errors.fields["version"] = [exc.message]
         return _model_page(model, form, errors)
-    moved = f" (moved from version {previous})" if previous is not None and previous != target.version else ""
+    moved = f" (moved from version {move.previous})" if move.previous not in (None, move.version) else ""
     return done(
-        f"Alias {form['alias']} now points at version {target.version}{moved}.",
+        f"Alias {form['alias']} now points at version {move.version}{moved}.",
         "portal.model",
         project=project,
         model=model,

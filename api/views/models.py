@@ -479,16 +479,16 @@ class Alias(MethodView):
         if isinstance(ref, bool) or not isinstance(ref, (int, str)):
             raise InvalidInput("version must be a number or a version reference", errors={"version": ["not a version"]})
         with platform().db.write() as session:
-            row, previous, target = alias_service.set_alias(
+            move = alias_service.set_alias(
                 session, caller(), authorized_project(), model, alias, ref, platform=platform()
             )
             return {
-                "model": model,
-                "alias": alias,
-                "version": target.version,
-                "previous_version": previous,
-                "updated_at": row.updated_at,
-                "updated_by": row.updated_by,
+                "model": move.model,
+                "alias": move.alias,
+                "version": move.version,
+                "previous_version": move.previous,
+                "updated_at": move.updated_at,
+                "updated_by": move.updated_by,
             }
 
     @requires(access.project_role("developer"))

@@ -53,7 +53,7 @@ class InlineJobQueue(JobQueue):
         self._closed = True
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _dispatch(self, job_id: str, *, timeout: int, max_attempts: int) -> None:
+    def _dispatch(self, job_id: str, *, timeout: int, max_attempts: int, fresh: bool = False) -> None:
         with self._idle:
             if job_id in self._pending:
                 return

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy.orm import Session
 
+from mlplatform.core.db.base import utcnow
 from mlplatform.core.db.models import Job
 from mlplatform.core.db.session import after_commit
 from mlplatform.core.errors import ConfigError
@@ -132,19 +133,23 @@ class JobQueue(ABC):
         if max_attempts < 1 or timeout < 1:
             raise ValueError("max_attempts and timeout must be at least 1")
         job_id = str(uuid.uuid4())
-        session.add(
-            Job(
-                id=job_id,
-                name=name,
-                args=dict(args),
-                state="queued",
-                attempts=0,
-                max_attempts=max_attempts,
-                timeout_seconds=timeout,
-                project=project,
-            )
+        # a Core insert on the session's connection: enqueueing sits on hot write paths, and
+        # the row has no ORM relationships for a unit of work to order
+        session.connection().execute(
+            _INSERT_JOB,
+            {
+                "id": job_id,
+                "name": name,
+                "args": dict(args),
+                "state": "queued",
+                "attempts": 0,
+                "max_attempts": max_attempts,
+                "timeout_seconds": timeout,
+                "project": project,
+                "created_at": utcnow(),
+            },
         )
-        after_commit(session, lambda: self._dispatch(job_id, timeout=timeout, max_attempts=max_attempts))
+        after_commit(session, lambda: self._dispatch(job_id, timeout=timeout, max_attempts=max_attempts, fresh=True))
         return job_id
 
     def recover(self) -> list[str]:
@@ -172,8 +177,10 @@ class JobQueue(ABC):
     def close(self) -> None: ...
 
     @abstractmethod
-    def _dispatch(self, job_id: str, *, timeout: int, max_attempts: int) -> None:
-        """Hand a committed, queued job id to the backend (replacing any stale copy of it)."""
+    def _dispatch(self, job_id: str, *, timeout: int, max_attempts: int, fresh: bool = False) -> None:
+        """Hand a committed, queued job id to the backend (replacing any stale copy of it).
+
+        ``fresh``: the id was just created by ``enqueue``, so the backend holds no copy of it."""
 
     @abstractmethod
     def _is_pending(self, job_id: str) -> bool:
@@ -186,6 +193,9 @@ class JobQueue(ABC):
     @abstractmethod
     def _maintain_backend(self) -> None:
         """Backend-side clean-up run at the start of each recovery sweep."""
+
+
+_INSERT_JOB = Job.__table__.insert()
 
 
 @cache

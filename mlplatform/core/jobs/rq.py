@@ -67,16 +67,17 @@ class RQJobQueue(JobQueue):
     def close(self) -> None:
         self.redis.close()
 
-    def _dispatch(self, job_id: str, *, timeout: int, max_attempts: int) -> None:
+    def _dispatch(self, job_id: str, *, timeout: int, max_attempts: int, fresh: bool = False) -> None:
         from rq.exceptions import NoSuchJobError
         from rq.job import Job as RQJob
 
-        try:
-            # A recovered job still sits in RQ's started registry under this id: drop that copy
-            # so RQ's own clean-up cannot later mistake the new run for an abandoned one.
-            RQJob.fetch(job_id, connection=self.redis).delete()
-        except NoSuchJobError:
-            pass
+        if not fresh:
+            try:
+                # A recovered job still sits in RQ's started registry under this id: drop that copy
+                # so RQ's own clean-up cannot later mistake the new run for an abandoned one.
+                RQJob.fetch(job_id, connection=self.redis).delete()
+            except NoSuchJobError:
+                pass
         retries = sum(self.backoff(n) for n in range(1, max_attempts))
         self.rq_queue.enqueue_call(
             RQ_JOB_FUNCTION,

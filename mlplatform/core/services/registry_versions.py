@@ -33,13 +33,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Table, and_, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from mlplatform.core.backends import ArtifactInfo, ArtifactStore, Identity
 from mlplatform.core.db.base import utcnow
 from mlplatform.core.db.models import Project
-from mlplatform.core.db.registry import ModelAlias, ModelVersion
+from mlplatform.core.db.registry import ModelAlias, ModelVersion, RegisteredModel
 from mlplatform.core.db.tracking import LatestMetric, Param, Run
 from mlplatform.core.errors import Conflict, InvalidInput, Unprocessable
 from mlplatform.core.model_loading import (
@@ -144,12 +144,29 @@ class Lineage:
 
 
 def read_lineage(session: Session, run: Run) -> Lineage:
-    params = {k: v for k, v in session.execute(select(Param.key, Param.value).where(Param.run_id == run.id))}
-    metrics = {
-        k: v
-        for k, v in session.execute(select(LatestMetric.key, LatestMetric.value).where(LatestMetric.run_id == run.id))
-    }
-    return Lineage(run.id, run.experiment_id, run.source_git_commit, params, metrics)
+    return Lineage(run.id, run.experiment_id, run.source_git_commit, *_run_values(session.connection(), run.id))
+
+
+def _run_values(connection: Connection, run_id: str) -> tuple[dict[str, str], dict[str, float]]:
+    """The run's params and latest metric values, as registration freezes them."""
+    params = {key: value for key, value in connection.execute(_PARAMS, {"run": run_id})}
+    metrics = {key: value for key, value in connection.execute(_METRICS, {"run": run_id})}
+    return params, metrics
+
+
+_PARAMS = select(Param.key, Param.value).where(Param.run_id == bindparam("run"))
+_METRICS = select(LatestMetric.key, LatestMetric.value).where(LatestMetric.run_id == bindparam("run"))
+_VERSIONS: Table = ModelVersion.__table__  # type: ignore[assignment]
+_TOUCH_MODEL = (
+    update(RegisteredModel)
+    .where(RegisteredModel.project_id == bindparam("b_project"), RegisteredModel.name == bindparam("b_name"))
+    .values(updated_at=bindparam("b_now"))
+    .returning(RegisteredModel.id, RegisteredModel.name)
+)
+_NEXT_NUMBER = select(func.coalesce(func.max(_VERSIONS.c.version), 0) + 1).where(
+    _VERSIONS.c.model_id == bindparam("model")
+)
+_INSERT_VERSION = _VERSIONS.insert().returning(_VERSIONS.c.id)
 
 
 def create_version_row(
@@ -169,38 +186,51 @@ def create_version_row(
 
     Without ``digest`` the version awaits its files (pending, not finalized); with it the
     files are already in place: the version is finalized at once and its validation job
-    enqueued in this transaction. The model row is locked first, so concurrent registrations
-    get consecutive numbers; the unique (model, version) constraint backs that up. Lineage is
-    ``lineage``, or read from ``spec.run_id``.
+    enqueued in this transaction. The model row is locked first (an UPDATE of its
+    ``updated_at``), so concurrent registrations get consecutive numbers; the unique (model,
+    version) constraint backs that up. Lineage is ``lineage``, or read from ``spec.run_id``.
+    Core statements, no unit of work: this is a hot write path. The returned version is a
+    detached copy of the row.
     """
-    model = get_model(session, project, model_name, for_update=True)
-    number = (session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id)) or 0) + 1
     if lineage is None and spec.run_id is not None:
         lineage = read_lineage(session, load_run(session, project, spec.run_id))
-    version = ModelVersion(
-        model_id=model.id,
-        version=number,
-        status="pending",
-        status_message="validating" if digest else "awaiting files",
-        flavor=spec.flavor,
-        signature=spec.signature,
-        artifact_uri=prefix or new_version_prefix(project.id, model.id),
-        artifact_sha256=digest,
-        description=spec.description,
-        tags=spec.tags,
-        archived=False,
-        created_by=identity.username,
-    )
+    connection = session.connection()
+    now = utcnow()
+    touched = connection.execute(_TOUCH_MODEL, {"b_project": project.id, "b_name": model_name, "b_now": now}).first()
+    if touched is None:
+        get_model(session, project, model_name)  # raises NotFound naming the model
+    model_id, name = touched
+    number = connection.execute(_NEXT_NUMBER, {"model": model_id}).scalar_one()
+    row: dict[str, Any] = {
+        "model_id": model_id,
+        "version": number,
+        "status": "pending",
+        "status_message": "validating" if digest else "awaiting files",
+        "flavor": spec.flavor,
+        "signature": spec.signature,
+        "artifact_uri": prefix or new_version_prefix(project.id, model_id),
+        "artifact_sha256": digest,
+        "description": spec.description,
+        "tags": spec.tags,
+        "archived": False,
+        "run_id": None,
+        "experiment_id": None,
+        "source_git_commit": None,
+        "run_params": None,
+        "run_metrics": None,
+        "created_at": now,
+        "created_by": identity.username,
+        "updated_at": now,
+    }
     if lineage is not None:
-        version.run_id, version.experiment_id, version.source_git_commit = (
-            lineage.run_id,
-            lineage.experiment_id,
-            lineage.git_commit,
+        row.update(
+            run_id=lineage.run_id,
+            experiment_id=lineage.experiment_id,
+            source_git_commit=lineage.git_commit,
+            run_params=lineage.params,
+            run_metrics=lineage.metrics,
         )
-        version.run_params, version.run_metrics = lineage.params, lineage.metrics
-    session.add(version)
-    model.updated_at = utcnow()
-    session.flush()
+    version = ModelVersion(id=connection.execute(_INSERT_VERSION, row).scalar_one(), **row)
     finalized = {"sha256": digest, "flavor": spec.flavor} if digest else {}
     record_change(
         session,
@@ -209,7 +239,7 @@ def create_version_row(
         "model_version.create",
         "model_version",
         version.id,
-        {"model": model.name, "version": number, **source, **finalized},
+        {"model": name, "version": number, **source, **finalized},
         platform,
     )
     if digest is not None:
@@ -272,11 +302,15 @@ def register_from_run(
     folder = artifacts.normalise_path(artifact_path, allow_empty=True)
     with platform.db.read() as session:
         project = access.project_named(session, project)
-        model = get_model(session, project, model_name)
-        run = load_run(session, project, run_id)
-        lineage = read_lineage(session, run)
-        source = f"{run.artifact_prefix.rstrip('/')}/" + (f"{folder}/" if folder else "")
-        prefix = new_version_prefix(project.id, model.id)
+        connection = session.connection()
+        found = connection.execute(_MODEL_AND_RUN, {"project": project.id, "name": model_name, "run": run_id}).first()
+        if found is None:  # say which of the two is missing
+            get_model(session, project, model_name)
+            load_run(session, project, run_id)
+        model_id, stored_name, experiment_id, git_commit, run_prefix = found
+        lineage = Lineage(run_id, experiment_id, git_commit, *_run_values(connection, run_id))
+        source = f"{run_prefix.rstrip('/')}/" + (f"{folder}/" if folder else "")
+        prefix = new_version_prefix(project.id, model_id)
     files = list(store.list(source))
     if not files:
         raise Unprocessable(
@@ -308,7 +342,14 @@ def register_from_run(
     except BaseException:
         store.delete(prefix.rstrip("/"))
         raise
-    return VersionView(version, model.name)
+    return VersionView(version, stored_name)
+
+
+_MODEL_AND_RUN = (
+    select(RegisteredModel.id, RegisteredModel.name, Run.experiment_id, Run.source_git_commit, Run.artifact_prefix)
+    .join(Run, and_(Run.id == bindparam("run"), Run.project_id == RegisteredModel.project_id))
+    .where(RegisteredModel.project_id == bindparam("project"), RegisteredModel.name == bindparam("name"))
+)
 
 
 def _complete_spec(
