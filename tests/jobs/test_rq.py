@@ -43,6 +43,7 @@ def test_a_job_is_put_on_the_queue_only_when_the_transaction_commits(
     with platform.db.write() as session:
         job_id = queue.enqueue(session, "test.record", {"path": str(tmp_path / "x")}, timeout=30, max_attempts=2)
         assert queue.rq_queue.count == 0
+    assert queue.wait_dispatched(10)  # fresh ids reach Redis from the dispatch thread, just after the commit
     assert queue.rq_queue.job_ids == [job_id]
     assert not RQJob.exists(dropped, connection=queue.redis)
     rq_job = RQJob.fetch(job_id, connection=queue.redis)

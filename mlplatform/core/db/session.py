@@ -9,6 +9,7 @@ only once the transaction has committed (jobs are enqueued and events published 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger("mlplatform.db")
@@ -53,7 +55,29 @@ def build_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("mlp_write") else "BEGIN")
 
         return engine
-    return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        # pool_pre_ping's SELECT 1 on every checkout is a round trip on each hot path; a
+        # connection that was in use less than IDLE_BEFORE_PING seconds ago is taken as alive
+        # (a dropped one is still detected on use and the pool invalidated).
+        now = time.monotonic()
+        if now - record.info.get("returned_at", 0.0) > IDLE_BEFORE_PING:
+            try:
+                engine.dialect.do_ping(dbapi_connection)  # what pool_pre_ping runs
+            except Exception as exc:  # noqa: BLE001 - the pool reconnects and retries the checkout
+                raise DisconnectionError(f"stale pooled connection: {exc}") from exc
+
+    @event.listens_for(engine, "checkin")
+    def _mark_returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    return engine
+
+
+#: A pooled PostgreSQL connection idle longer than this is pinged before it is handed out.
+IDLE_BEFORE_PING = 2.0
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:

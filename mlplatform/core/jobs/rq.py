@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
 import threading
 from collections.abc import Mapping
@@ -56,6 +57,13 @@ class RQJobQueue(JobQueue):
         self.rq_queue: Queue = Queue(options["queue"], connection=self.redis)
         self.recovery_interval: float = options["recovery_interval"]
         self._worker_name: str | None = None
+        # Fresh ids reach Redis from one background thread, so a request that enqueues does
+        # not wait for RQ's round trips. The row is committed first: an id lost with this
+        # process is dispatched again by recovery (queued, never claimed, unknown to RQ).
+        self._outbox: queue.SimpleQueue[tuple[str, int, int] | None] = queue.SimpleQueue()
+        self._in_flight = 0
+        self._idle = threading.Condition()
+        self._sender: threading.Thread | None = None
 
     @property
     def worker_name(self) -> str:
@@ -65,19 +73,49 @@ class RQJobQueue(JobQueue):
         self.redis.ping()
 
     def close(self) -> None:
+        self.wait_dispatched(10)
+        if self._sender is not None:
+            self._outbox.put(None)
+            self._sender.join(10)
         self.redis.close()
+
+    def wait_dispatched(self, timeout: float) -> bool:
+        """Wait until every freshly enqueued id is in Redis; False if some still are not after ``timeout``."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
 
     def _dispatch(self, job_id: str, *, timeout: int, max_attempts: int, fresh: bool = False) -> None:
         from rq.exceptions import NoSuchJobError
         from rq.job import Job as RQJob
 
-        if not fresh:
+        if fresh:
+            with self._idle:
+                self._in_flight += 1
+                if self._sender is None or not self._sender.is_alive():
+                    self._sender = threading.Thread(target=self._send, name="mlplatform-rq-dispatch", daemon=True)
+                    self._sender.start()
+            self._outbox.put((job_id, timeout, max_attempts))
+            return
+        try:
+            # A recovered job still sits in RQ's started registry under this id: drop that copy
+            # so RQ's own clean-up cannot later mistake the new run for an abandoned one.
+            RQJob.fetch(job_id, connection=self.redis).delete()
+        except NoSuchJobError:
+            pass
+        self._put_on_queue(job_id, timeout, max_attempts)
+
+    def _send(self) -> None:
+        while (item := self._outbox.get()) is not None:
             try:
-                # A recovered job still sits in RQ's started registry under this id: drop that copy
-                # so RQ's own clean-up cannot later mistake the new run for an abandoned one.
-                RQJob.fetch(job_id, connection=self.redis).delete()
-            except NoSuchJobError:
-                pass
+                self._put_on_queue(*item)
+            except Exception:  # noqa: BLE001 - the row stays queued; recovery dispatches it again
+                log.exception("job %s could not be put on the RQ queue; recovery will retry", item[0])
+            finally:
+                with self._idle:
+                    self._in_flight -= 1
+                    self._idle.notify_all()
+
+    def _put_on_queue(self, job_id: str, timeout: int, max_attempts: int) -> None:
         retries = sum(self.backoff(n) for n in range(1, max_attempts))
         self.rq_queue.enqueue_call(
             RQ_JOB_FUNCTION,

@@ -300,7 +300,7 @@ def register_from_run(
     """
     store = platform.artifact_store
     folder = artifacts.normalise_path(artifact_path, allow_empty=True)
-    with platform.db.read() as session:
+    with platform.db.quick_read() as session:  # three independent reads: no transaction on PostgreSQL
         project = access.project_named(session, project)
         connection = session.connection()
         found = connection.execute(_MODEL_AND_RUN, {"project": project.id, "name": model_name, "run": run_id}).first()
