@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, ClassVar
@@ -84,6 +85,32 @@ class ArtifactStore(Backend):
     @abc.abstractmethod
     def delete(self, path: str) -> None:
         """Delete ``path``, or every file under it if it names a folder. Idempotent."""
+
+    def copy(self, source: str, destination: str) -> str:
+        """Copy file ``source`` to ``destination`` in this store; returns the hex SHA-256 of its bytes.
+
+        The copy must not change when ``source`` is later replaced or deleted. This default
+        streams the bytes through ``open`` and ``put``; a store with a cheaper way to copy
+        (a hard link, a server-side copy) may override it. Raises ``ArtifactNotFound`` if
+        ``source`` does not exist.
+        """
+        with self.open(source) as stream:
+            reader = _HashingReader(stream)
+            self.put(destination, reader)  # type: ignore[arg-type]
+        return reader.digest.hexdigest()
+
+
+class _HashingReader:
+    """Reads through to ``stream`` and digests what passes."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.stream.read(size if size is not None and size >= 0 else 1024 * 1024)
+        self.digest.update(chunk)
+        return chunk
 
 
 # --- deployment ---------------------------------------------------------------------------

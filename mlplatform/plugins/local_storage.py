@@ -2,7 +2,9 @@
 
 An artifact ``runs/12/model.pkl`` is the file ``<root>/runs/12/model.pkl``. Writes go to a
 temporary file beside the target and are renamed into place, so a reader never sees half a
-file. Listing walks only the folder the prefix points into, one directory at a time, and
+file. ``copy`` is a hard link (``put`` always writes a new file and renames it over the old
+one, so a replaced source never changes its copies), falling back to a byte copy across
+file systems. Listing walks only the folder the prefix points into, one directory at a time, and
 yields in path order without collecting the whole tree.
 """
 
@@ -10,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -67,6 +71,30 @@ class LocalArtifactStore(ArtifactStore):
             Path(tmp).unlink(missing_ok=True)
             raise
         return self._info(path, target.stat())
+
+    def copy(self, source: str, destination: str) -> str:
+        src, target = self._file(source), self._file(destination)
+        if not src.is_file():
+            raise ArtifactNotFound(f"artifact {source!r} does not exist")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise Conflict(f"cannot write artifact {destination!r}: a parent folder of it is a file") from None
+        linked = target.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
+        try:
+            os.link(src, linked)
+        except OSError:  # another file system, or one without hard links
+            return super().copy(source, destination)
+        try:
+            os.replace(linked, target)
+        except IsADirectoryError:
+            linked.unlink(missing_ok=True)
+            raise Conflict(f"cannot write artifact {destination!r}: it is a folder of other artifacts") from None
+        digest = hashlib.sha256()
+        with target.open("rb") as stream:
+            while chunk := stream.read(CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest()
 
     def open(self, path: str) -> IO[bytes]:
         try:

@@ -137,6 +137,27 @@ class ArtifactStoreContract:
         assert read_all(store, "a/file.txt") == b"second"
         assert listed(store) == [("a/file.txt", 6)]
 
+    def test_copy_returns_the_digest_and_keeps_its_bytes_when_the_source_changes(self, store: ArtifactStore) -> None:
+        put_bytes(store, "runs/1/model/model.pkl", b"the first model")
+        digest = store.copy("runs/1/model/model.pkl", "versions/abc/model.pkl")
+        assert digest == hashlib.sha256(b"the first model").hexdigest()
+        put_bytes(store, "runs/1/model/model.pkl", b"replaced later")
+        assert read_all(store, "versions/abc/model.pkl") == b"the first model"
+        store.delete("runs/1")
+        assert read_all(store, "versions/abc/model.pkl") == b"the first model"
+        assert listed(store) == [("versions/abc/model.pkl", len(b"the first model"))]
+
+    def test_copy_over_an_existing_file_replaces_it(self, store: ArtifactStore) -> None:
+        put_bytes(store, "src.bin", b"new")
+        put_bytes(store, "dst.bin", b"old and longer")
+        assert store.copy("src.bin", "dst.bin") == hashlib.sha256(b"new").hexdigest()
+        assert read_all(store, "dst.bin") == b"new"
+
+    def test_copy_of_a_missing_file_raises_artifact_not_found(self, store: ArtifactStore) -> None:
+        with pytest.raises(ArtifactNotFound):
+            store.copy("nothing/here", "copy")
+        assert listed(store) == []
+
     def test_nested_and_unusual_paths(self, store: ArtifactStore) -> None:
         paths = ["a/b/c/d/e/f/g.txt", "with space/and-dash_underscore.v1.json", "unicode/modèle-ü.bin"]
         for index, path in enumerate(paths):

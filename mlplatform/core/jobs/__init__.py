@@ -6,6 +6,8 @@
 Contract for callers: ``platform.jobs.enqueue(session, name, args)`` inserts a ``Job`` row in the
 caller's transaction and hands its id to the backend only after that transaction commits; a
 rollback leaves no row and runs nothing. Only the id travels; :func:`run_job` reads the rest.
+The ``rq`` backend sends fresh ids to Redis from a background thread, so the caller does not
+wait for Redis; an id lost there (process gone, Redis down) is dispatched again by recovery.
 
 Contract for handlers: a job name maps to ``"module:function"`` in :data:`HANDLERS` (or in
 ``jobs.options.handlers``), resolved on first use and called as ``fn(platform, **args)``. A

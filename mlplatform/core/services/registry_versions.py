@@ -43,7 +43,6 @@ from mlplatform.core.db.registry import ModelAlias, ModelVersion, RegisteredMode
 from mlplatform.core.db.tracking import LatestMetric, Param, Run
 from mlplatform.core.errors import Conflict, InvalidInput, Unprocessable
 from mlplatform.core.model_loading import (
-    CHUNK,
     DESCRIPTOR,
     available_flavors,
     combine_digests,
@@ -320,7 +319,7 @@ def register_from_run(
     spec = _complete_spec(platform, spec, _store_descriptor(store, source, relative), relative)
     try:
         entries = [
-            (rel, _copy(store, info.path, prefix + rel))
+            (rel, store.copy(info.path, prefix + rel))
             for info, rel in zip(files, relative, strict=True)
             if not (rel == INPUT_EXAMPLE and spec.input_example is not None)
         ]
@@ -378,27 +377,6 @@ def _store_descriptor(store: ArtifactStore, prefix: str, files: list[str]) -> di
     if not isinstance(data, dict):
         raise InvalidInput(f"{DESCRIPTOR} must hold a JSON object", errors={"artifact": [f"bad {DESCRIPTOR}"]})
     return data
-
-
-class _HashingReader:
-    """Reads through to ``stream`` and digests what passes."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self.stream = stream
-        self.digest = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self.stream.read(size if size is not None and size >= 0 else CHUNK)
-        self.digest.update(chunk)
-        return chunk
-
-
-def _copy(store: ArtifactStore, source: str, destination: str) -> str:
-    """Copy one file within ``store`` (streamed); returns the hex SHA-256 of its bytes."""
-    with store.open(source) as stream:
-        reader = _HashingReader(stream)
-        store.put(destination, reader)  # type: ignore[arg-type]
-    return reader.digest.hexdigest()
 
 
 def _put_example(store: ArtifactStore, prefix: str, records: list[dict[str, Any]]) -> str:
