@@ -33,7 +33,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, func, select, update
+from sqlalchemy import (
+    Connection,
+    Double,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    null,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from mlplatform.core.backends import ArtifactInfo, ArtifactStore, Identity
@@ -148,13 +162,23 @@ def read_lineage(session: Session, run: Run) -> Lineage:
 
 def _run_values(connection: Connection, run_id: str) -> tuple[dict[str, str], dict[str, float]]:
     """The run's params and latest metric values, as registration freezes them."""
-    params = {key: value for key, value in connection.execute(_PARAMS, {"run": run_id})}
-    metrics = {key: value for key, value in connection.execute(_METRICS, {"run": run_id})}
+    params: dict[str, str] = {}
+    metrics: dict[str, float] = {}
+    for is_param, key, param, metric in connection.execute(_RUN_VALUES, {"run": run_id}):
+        if is_param:
+            params[key] = param
+        else:
+            metrics[key] = metric
     return params, metrics
 
 
-_PARAMS = select(Param.key, Param.value).where(Param.run_id == bindparam("run"))
-_METRICS = select(LatestMetric.key, LatestMetric.value).where(LatestMetric.run_id == bindparam("run"))
+# params and latest metric values in one round trip
+_RUN_VALUES = union_all(
+    select(literal(True), Param.key, Param.value, cast(null(), Double())).where(Param.run_id == bindparam("run")),
+    select(literal(False), LatestMetric.key, cast(null(), Text()), LatestMetric.value).where(
+        LatestMetric.run_id == bindparam("run")
+    ),
+)
 _VERSIONS: Table = ModelVersion.__table__  # type: ignore[assignment]
 _TOUCH_MODEL = (
     update(RegisteredModel)
