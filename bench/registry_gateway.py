@@ -88,8 +88,7 @@ def stats(timings_ms: list[float]) -> dict[str, float]:
 
 
 def check(r: requests.Response, what: str, ok: tuple[int, ...] = (200, 201, 202)) -> requests.Response:
-    if r.status_code not in ok:
-        raise RuntimeError(f"{what}: {r.status_code} {r.text[:500]}")
+    checked(r.status_code, r.content, what, ok)
     return r
 
 

@@ -116,19 +116,8 @@ def _run_gunicorn(config_path: str | None, host: str, port: int, workers: int, t
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            for key, value in {
-                "bind": f"{host}:{port}",
-                "workers": workers,
-                "threads": threads,
-                "worker_class": "gthread",
-                "keepalive": 75,
-                # the heartbeat file is touched on every loop of a worker: keep it in memory
-                "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
-                "accesslog": None,
-                "timeout": 120,
-                "graceful_timeout": 20,
-                "child_exit": _prometheus_child_exit,
-            }.items():
+            settings = _gunicorn_settings(host, port, workers, threads)
+            for key, value in {**settings, "child_exit": _prometheus_child_exit}.items():
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
@@ -144,6 +133,22 @@ def _run_gunicorn(config_path: str | None, host: str, port: int, workers: int, t
             return app
 
     Server().run()
+
+
+def _gunicorn_settings(host: str, port: int, workers: int, threads: int) -> dict[str, Any]:
+    """What the API server and the model server both run gunicorn with."""
+    return {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        "keepalive": 75,
+        # the heartbeat file is touched on every loop of a worker: keep it in memory
+        "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
+        "accesslog": None,
+        "timeout": 120,
+        "graceful_timeout": 20,
+    }
 
 
 def _prometheus_child_exit(_server: Any, worker: Any) -> None:
@@ -648,18 +653,7 @@ def model_server_command(
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            for key, value in {
-                "bind": f"{host}:{port}",
-                "workers": workers,
-                "threads": threads,
-                "worker_class": "gthread",
-                "keepalive": 75,
-                # the heartbeat file is touched on every loop of a worker: keep it in memory
-                "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
-                "accesslog": None,
-                "timeout": 120,
-                "graceful_timeout": 20,
-            }.items():
+            for key, value in _gunicorn_settings(host, port, workers, threads).items():
                 self.cfg.set(key, value)
 
         def load(self) -> Any:

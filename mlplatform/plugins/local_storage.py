@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import os
 import shutil
 import tempfile
@@ -26,6 +25,7 @@ from marshmallow import Schema, fields
 from mlplatform import hookimpl
 from mlplatform.core.backends import ArtifactInfo, ArtifactStore
 from mlplatform.core.errors import ArtifactNotFound, Conflict
+from mlplatform.core.model_loading import file_sha256
 
 CHUNK = 1024 * 1024
 TEMP_PREFIX = ".upload-"
@@ -54,47 +54,38 @@ class LocalArtifactStore(ArtifactStore):
         return self.root / path
 
     def put(self, path: str, stream: IO[bytes], size: int | None = None) -> ArtifactInfo:
-        target = self._file(path)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise Conflict(f"cannot write artifact {path!r}: a parent folder of it is a file") from None
+        target = self._writable(path)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX)
         try:
             with os.fdopen(fd, "wb") as out:
                 shutil.copyfileobj(stream, out, CHUNK)
-            os.replace(tmp, target)
-        except IsADirectoryError:
-            Path(tmp).unlink(missing_ok=True)
-            raise Conflict(f"cannot write artifact {path!r}: it is a folder of other artifacts") from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        _move_into_place(Path(tmp), target, path)
         return self._info(path, target.stat())
 
     def copy(self, source: str, destination: str) -> str:
-        src, target = self._file(source), self._file(destination)
+        src = self._file(source)
         if not src.is_file():
             raise ArtifactNotFound(f"artifact {source!r} does not exist")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise Conflict(f"cannot write artifact {destination!r}: a parent folder of it is a file") from None
+        target = self._writable(destination)
         linked = target.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
         try:
             os.link(src, linked)
         except OSError:  # another file system, or one without hard links
             return super().copy(source, destination)
+        _move_into_place(linked, target, destination)
+        return file_sha256(target)
+
+    def _writable(self, path: str) -> Path:
+        """The file for ``path``, its parent folders created; ``Conflict`` if one of them is a file."""
+        target = self._file(path)
         try:
-            os.replace(linked, target)
-        except IsADirectoryError:
-            linked.unlink(missing_ok=True)
-            raise Conflict(f"cannot write artifact {destination!r}: it is a folder of other artifacts") from None
-        digest = hashlib.sha256()
-        with target.open("rb") as stream:
-            while chunk := stream.read(CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise Conflict(f"cannot write artifact {path!r}: a parent folder of it is a file") from None
+        return target
 
     def open(self, path: str) -> IO[bytes]:
         try:
@@ -122,6 +113,18 @@ class LocalArtifactStore(ArtifactStore):
     @staticmethod
     def _info(path: str, stat: os.stat_result) -> ArtifactInfo:
         return ArtifactInfo(path, stat.st_size, dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC))
+
+
+def _move_into_place(temp: Path, target: Path, path: str) -> None:
+    """Rename ``temp`` over ``target`` (readers see the old file or the new one); removes ``temp`` on failure."""
+    try:
+        os.replace(temp, target)
+    except IsADirectoryError:
+        temp.unlink(missing_ok=True)
+        raise Conflict(f"cannot write artifact {path!r}: it is a folder of other artifacts") from None
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def _walk(folder: Path, rel: str, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:

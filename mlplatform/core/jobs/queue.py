@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy.orm import Session
 
-from mlplatform.core.db.base import utcnow
 from mlplatform.core.db.models import Job
 from mlplatform.core.db.session import after_commit
 from mlplatform.core.errors import ConfigError
@@ -146,7 +145,6 @@ class JobQueue(ABC):
                 "max_attempts": max_attempts,
                 "timeout_seconds": timeout,
                 "project": project,
-                "created_at": utcnow(),
             },
         )
         after_commit(session, lambda: self._dispatch(job_id, timeout=timeout, max_attempts=max_attempts, fresh=True))
