@@ -573,6 +573,10 @@ class Client:
             self.http.json("PATCH", f"{self._p(project)}/models/{name}/versions/{ref}", json=changes)
         )
 
+    def delete_model_version(self, name: str, ref: str | int, *, project: str | None = None) -> None:
+        """Delete a version with its aliases and files; its number is not given again (409 while deployed)."""
+        self.http.request("DELETE", f"{self._p(project)}/models/{name}/versions/{ref}")
+
     def set_alias(self, name: str, alias: str, version: str | int, *, project: str | None = None) -> ModelVersion:
         """Point ``alias`` at ``version`` (moving it if needed); returns that version."""
         self.http.json("PUT", f"{self._p(project)}/models/{name}/aliases/{alias}", json={"version": version})

@@ -415,6 +415,14 @@ class VersionByRef(MethodView):
                 )
             )
 
+    @requires(access.project_role("maintainer"))
+    @blp.doc(parameters=[{"in": "path", "name": "version", "description": VERSION_REF_DOC}])
+    @blp.response(204)
+    def delete(self, project: str, model: str, version: str) -> None:
+        """Delete a version, the aliases on it and its files (409 while deployed or being promoted)"""
+        with platform().db.write() as session:
+            version_service.delete_version(session, caller(), project, model, _ref(version), platform=platform())
+
 
 @blp.route("/<project>/models/<model>/versions/<version>/lineage")
 class VersionLineage(MethodView):

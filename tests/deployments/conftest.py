@@ -126,6 +126,7 @@ def store_version(
             **{"status": "ready", **columns},
         )
         session.add(version)
+        registered.last_version = max(registered.last_version or 0, number)  # as registering through the API would
         session.flush()
         return version.id
 

@@ -85,3 +85,12 @@ def test_register_wait_alias_and_cli(
     assert shown.exit_code == 0 and '"version": 2' in shown.output
     missing = runner.invoke(main, ["models", "show", "nope"], env=env)
     assert missing.exit_code == 1 and "404" in missing.output
+
+    # deleting: the failed v3 from the CLI, v1 from the SDK
+    deleted = runner.invoke(main, ["models", "delete-version", "churn", "3", "--yes"], env=env)
+    assert deleted.exit_code == 0 and deleted.output.strip() == "deleted churn v3", deleted.output
+    client.delete_model_version("churn", 1)
+    assert [v.version for v in client.list_model_versions("churn")] == [2]
+    with pytest.raises(ApiError) as caught:
+        client.delete_model_version("churn", 1)
+    assert caught.value.status == 404

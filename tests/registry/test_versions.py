@@ -9,13 +9,16 @@ from pathlib import Path
 from sqlalchemy import select
 
 from mlplatform.core.backends import Identity
+from mlplatform.core.db.base import utcnow
 from mlplatform.core.db.models import User
-from mlplatform.core.db.registry import ModelVersion
+from mlplatform.core.db.promotions import Promotion
+from mlplatform.core.db.registry import ModelVersion, RegisteredModel
 from mlplatform.core.model_loading import store_sha256
 from mlplatform.core.services import registry_versions
 from mlplatform.core.services.registry_validation import validate_model_version
 from tests.api_client import Api
 from tests.registry.conftest import EXAMPLE, M, P, create_model, make_run, register, registered_ready, upload_folder
+from tests.registry.helpers import deploy
 
 
 def test_register_from_a_run_becomes_ready_with_lineage_and_signature(reg: Api, sklearn_model_dir: Path) -> None:
@@ -205,3 +208,63 @@ def _identity(client: Api) -> Identity:
     with client.platform.db.read() as session:
         user = session.scalar(select(User).where(User.username == "dev"))
         return Identity(username="dev", backend="token", user_id=user.id)
+
+
+def test_deleting_a_version_removes_it_its_aliases_and_files_and_retires_its_number(
+    reg: Api, sklearn_model_dir: Path
+) -> None:
+    create_model(reg, "churn")
+    registered_ready(reg, sklearn_model_dir)
+    second = registered_ready(reg, sklearn_model_dir)
+    assert reg.put(f"{M}/churn/aliases/champion", json={"version": 2}).status_code == 200
+    store = reg.platform.artifact_store
+    assert list(store.list(second["artifact_uri"]))
+
+    assert reg.delete(f"{M}/churn/versions/2", token="dev").status_code == 403  # maintainers delete
+    assert reg.delete(f"{M}/churn/versions/champion", token="maint").status_code == 204
+
+    assert reg.get(f"{M}/churn/versions/2").status_code == 404
+    assert reg.get(f"{M}/churn/versions/champion").status_code == 404
+    assert reg.get(f"{M}/churn").json["aliases"] == {}
+    assert [v["version"] for v in reg.get(f"{M}/churn/versions").json["items"]] == [1]
+    assert list(store.list(second["artifact_uri"])) == []
+    assert list(store.list(reg.get(f"{M}/churn/versions/1").json["artifact_uri"]))  # the other version's files stay
+    [event] = reg.get(f"{P}/audit", query_string={"action": "model_version.delete"}).json["items"]
+    assert event["actor"] == "maint"
+    assert event["summary"]["version"] == 2 and event["summary"]["aliases"] == ["champion"]
+
+    assert registered_ready(reg, sklearn_model_dir)["version"] == 3  # a deleted number is not given again
+    assert reg.delete(f"{M}/churn/versions/2", token="maint").status_code == 404
+    assert reg.delete(f"{M}/nope/versions/1", token="maint").status_code == 404
+
+
+def test_a_deployed_or_promoting_version_cannot_be_deleted(reg: Api, sklearn_model_dir: Path) -> None:
+    create_model(reg, "churn")
+    registered_ready(reg, sklearn_model_dir)
+    registered_ready(reg, sklearn_model_dir)
+    deploy(reg, "churn", 1)
+    refused = reg.delete(f"{M}/churn/versions/1", token="maint")
+    assert refused.status_code == 409 and "undeploy it" in refused.json["message"], refused.json
+    assert refused.json["errors"] == {"version": ["deployed"]}
+
+    with reg.platform.db.write() as session:
+        version = session.scalar(select(ModelVersion).where(ModelVersion.version == 2))
+        model = session.get(RegisteredModel, version.model_id)
+        session.add(
+            Promotion(
+                project_id=model.project_id,
+                model_id=model.id,
+                version_id=version.id,
+                environment="production",
+                strategy="direct",
+                steps=[100],
+                bake_seconds=0,
+                state="pending_approval",
+                requested_by="dev",
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+    refused = reg.delete(f"{M}/churn/versions/2", token="maint")
+    assert refused.status_code == 409 and "being promoted" in refused.json["message"], refused.json
+    assert [v["version"] for v in reg.get(f"{M}/churn/versions").json["items"]] == [1, 2]

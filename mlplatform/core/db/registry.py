@@ -29,6 +29,8 @@ class RegisteredModel(Base):
     created_at: Mapped[timestamp]
     created_by: Mapped[name_str]
     updated_at: Mapped[timestamp]
+    # the highest version number ever given: numbers are not reused after a version is deleted
+    last_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (UniqueConstraint("project_id", "name", name="uq_registered_models_project_id_name"),)
 

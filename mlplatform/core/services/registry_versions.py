@@ -41,7 +41,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     cast,
-    func,
     literal,
     null,
     select,
@@ -53,7 +52,9 @@ from sqlalchemy.orm import Session
 from mlplatform.core.backends import ArtifactInfo, ArtifactStore, Identity
 from mlplatform.core.db.base import utcnow
 from mlplatform.core.db.models import Project
+from mlplatform.core.db.promotions import ACTIVE_STATES, Promotion
 from mlplatform.core.db.registry import ModelAlias, ModelVersion, RegisteredModel
+from mlplatform.core.db.session import after_commit
 from mlplatform.core.db.tracking import LatestMetric, Param, Run
 from mlplatform.core.errors import Conflict, InvalidInput, Unprocessable
 from mlplatform.core.model_loading import (
@@ -65,7 +66,14 @@ from mlplatform.core.model_loading import (
 )
 from mlplatform.core.services import access, artifacts
 from mlplatform.core.services.pagination import Page, paginate
-from mlplatform.core.services.registry import deployed_versions, get_model, merge_tags, record_change, resolve_version
+from mlplatform.core.services.registry import (
+    deployed_versions,
+    get_model,
+    merge_tags,
+    record_change,
+    resolve_version,
+    version_in,
+)
 from mlplatform.core.services.tracking import load_run
 from mlplatform.core.signature import check_signature, infer_signature
 
@@ -183,11 +191,8 @@ _VERSIONS: Table = ModelVersion.__table__  # type: ignore[assignment]
 _TOUCH_MODEL = (
     update(RegisteredModel)
     .where(RegisteredModel.project_id == bindparam("b_project"), RegisteredModel.name == bindparam("b_name"))
-    .values(updated_at=bindparam("b_now"))
-    .returning(RegisteredModel.id, RegisteredModel.name)
-)
-_NEXT_NUMBER = select(func.coalesce(func.max(_VERSIONS.c.version), 0) + 1).where(
-    _VERSIONS.c.model_id == bindparam("model")
+    .values(updated_at=bindparam("b_now"), last_version=RegisteredModel.last_version + 1)
+    .returning(RegisteredModel.id, RegisteredModel.name, RegisteredModel.last_version)
 )
 _INSERT_VERSION = _VERSIONS.insert().returning(_VERSIONS.c.id)
 
@@ -209,9 +214,10 @@ def create_version_row(
 
     Without ``digest`` the version awaits its files (pending, not finalized); with it the
     files are already in place: the version is finalized at once and its validation job
-    enqueued in this transaction. The model row is locked first (an UPDATE of its
-    ``updated_at``), so concurrent registrations get consecutive numbers; the unique (model,
-    version) constraint backs that up. Lineage is ``lineage``, or read from ``spec.run_id``.
+    enqueued in this transaction. The number comes from the UPDATE that locks the model row
+    (``last_version + 1``; PostgreSQL re-reads a row it waited for), so concurrent
+    registrations get consecutive numbers and a deleted version's number is not given again;
+    the unique (model, version) constraint backs that up. Lineage is ``lineage``, or read from ``spec.run_id``.
     Core statements, no unit of work: this is a hot write path. The returned version is a
     detached copy of the row.
     """
@@ -222,8 +228,7 @@ def create_version_row(
     touched = connection.execute(_TOUCH_MODEL, {"b_project": project.id, "b_name": model_name, "b_now": now}).first()
     if touched is None:
         get_model(session, project, model_name)  # raises NotFound naming the model
-    model_id, name = touched
-    number = connection.execute(_NEXT_NUMBER, {"model": model_id}).scalar_one()
+    model_id, name, number = touched
     row: dict[str, Any] = {
         "model_id": model_id,
         "version": number,
@@ -569,6 +574,51 @@ def update_version(
             platform,
         )
     return version_views(session, model_name, [version])[0]
+
+
+def delete_version(
+    session: Session, identity: Identity, project_name: str, model_name: str, ref: str | int, *, platform: Platform
+) -> None:
+    """Delete a version, the aliases on it, its reference profile and finished promotions; audited.
+
+    ``Conflict`` while a deployment routes to or holds it, or a promotion of it is under way.
+    Its number is not given again (``RegisteredModel.last_version``). Its files are removed
+    from the artifact store after the commit; deployment events and monitoring points keep
+    their rows without the version.
+    """
+    project = access.get_project(session, project_name)
+    model = get_model(session, project, model_name, for_update=True)
+    version = version_in(session, model, ref)
+    if deployed_versions(session, [version.id]):
+        raise Conflict(
+            f"version {version.version} of {model_name!r} is deployed: undeploy it before deleting it",
+            errors={"version": ["deployed"]},
+        )
+    promoting = session.scalar(
+        select(Promotion.id).where(Promotion.version_id == version.id, Promotion.state.in_(ACTIVE_STATES)).limit(1)
+    )
+    if promoting is not None:
+        raise Conflict(
+            f"version {version.version} of {model_name!r} is being promoted (promotion {promoting}): "
+            "finish or cancel it before deleting the version",
+            errors={"version": ["promotion under way"]},
+        )
+    aliases = sorted(session.scalars(select(ModelAlias.alias).where(ModelAlias.version_id == version.id)))
+    record_change(
+        session,
+        identity,
+        project,
+        "model_version.delete",
+        "model_version",
+        version.id,
+        {"model": model.name, "version": version.version, "aliases": aliases, "artifact_uri": version.artifact_uri},
+        platform,
+    )
+    model.updated_at = utcnow()
+    session.delete(version)
+    session.flush()
+    store, prefix = platform.artifact_store, version.artifact_uri.rstrip("/")
+    after_commit(session, lambda: store.delete(prefix))
 
 
 def file_listing(platform: Platform, project_name: str, model_name: str, ref: str | int) -> list[ArtifactInfo]:
