@@ -547,15 +547,14 @@ def models_set_alias(project: str, name: str, alias: str, version: str) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @client_errors
 def models_delete_version(project: str, name: str, version: str, yes: bool) -> None:
-    """Delete VERSION of model NAME with its aliases and files (refused while it is deployed)."""
+    """Delete VERSION (a number, v<N>, latest or an alias) of model NAME with its aliases and files.
+
+    Refused while the version is deployed or being promoted."""
     if not yes:
         click.confirm(f"Delete {name} version {version} and its files?", abort=True)
-    sdk(project).delete_model_version(name, int(version) if version.isdigit() else version)
-    click.echo(
-        f"deleted {name} v{version.removeprefix('v')}"
-        if version.lstrip("vV").isdigit()
-        else f"deleted {name}@{version}"
-    )
+    sdk(project).delete_model_version(name, version)
+    number = version.lstrip("vV")
+    click.echo(f"deleted {name} v{number}" if number.isdigit() else f"deleted {name}@{version}")
 
 
 # --- deployments (needs MLPLATFORM_URL and MLPLATFORM_TOKEN) ------------------------------
