@@ -63,6 +63,13 @@ def create_app(platform: Platform | None = None, **flask_config: Any) -> Flask:
     @app.before_request
     def _request_id() -> None:
         g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        platform.jobs.request_started()  # inline jobs wait for a pause in requests
+        g.jobs_told = True
+
+    @app.teardown_request
+    def _request_done(_error: BaseException | None) -> None:
+        if g.pop("jobs_told", False):
+            platform.jobs.request_finished()
 
     @app.after_request
     def _stamp(response: Response) -> Response:

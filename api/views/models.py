@@ -27,6 +27,7 @@ from api.views.common import (
     page_schema,
     platform,
 )
+from api.views.runs import json_response
 from mlplatform.core.db.registry import VERSION_STATUSES
 from mlplatform.core.errors import InvalidInput
 from mlplatform.core.services import access
@@ -167,6 +168,11 @@ class ModelVersionListArgs(PageArgs):
 
 class ModelAliasSetSchema(Schema):
     version = fields.Raw(required=True, metadata={"description": "Version number (or v<N>, latest, another alias)"})
+
+
+# Instances, not classes, on the two hot write routes: webargs builds a schema per request from a class.
+VERSION_CREATE = ModelVersionCreateSchema()
+ALIAS_SET = ModelAliasSetSchema()
 
 
 class ModelAliasSchema(Schema):
@@ -372,9 +378,9 @@ class Versions(MethodView):
             return page_body(page)
 
     @requires(access.project_role("developer"))
-    @blp.arguments(ModelVersionCreateSchema)
+    @blp.arguments(VERSION_CREATE)
     @blp.response(201, ModelVersionSchema)
-    def post(self, body: dict[str, Any], project: str, model: str) -> dict[str, Any]:
+    def post(self, body: dict[str, Any], project: str, model: str) -> Response:
         """Register a new version from a run's artifact folder, or start an upload"""
         spec = version_service.check_spec(
             flavor=body["flavor"],
@@ -390,7 +396,7 @@ class Versions(MethodView):
             )
         else:
             view = version_service.begin_version(platform(), caller(), project, model, spec)
-        return version_body(view)
+        return json_response(version_body(view), 201)
 
 
 @blp.route("/<project>/models/<model>/versions/<version>")
@@ -479,9 +485,9 @@ class VersionFile(MethodView):
 @blp.route("/<project>/models/<model>/aliases/<alias>")
 class Alias(MethodView):
     @requires(access.project_role("developer"))
-    @blp.arguments(ModelAliasSetSchema)
+    @blp.arguments(ALIAS_SET)
     @blp.response(200, ModelAliasSchema)
-    def put(self, body: dict[str, Any], project: str, model: str, alias: str) -> dict[str, Any]:
+    def put(self, body: dict[str, Any], project: str, model: str, alias: str) -> Response:
         """Point an alias at a version (moves it if it points elsewhere); latest and v<N> are reserved"""
         ref = body["version"]
         if isinstance(ref, bool) or not isinstance(ref, (int, str)):
@@ -490,14 +496,16 @@ class Alias(MethodView):
             move = alias_service.set_alias(
                 session, caller(), authorized_project(), model, alias, ref, platform=platform()
             )
-            return {
-                "model": move.model,
-                "alias": move.alias,
-                "version": move.version,
-                "previous_version": move.previous,
-                "updated_at": move.updated_at,
-                "updated_by": move.updated_by,
-            }
+            return json_response(
+                {
+                    "model": move.model,
+                    "alias": move.alias,
+                    "version": move.version,
+                    "previous_version": move.previous,
+                    "updated_at": move.updated_at,
+                    "updated_by": move.updated_by,
+                }
+            )
 
     @requires(access.project_role("developer"))
     @blp.response(204)

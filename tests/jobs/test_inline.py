@@ -228,3 +228,51 @@ def test_the_worker_command_needs_the_rq_backend(make_platform: Any) -> None:
     with pytest.raises(ConfigError) as caught:
         run_worker(make_platform())
     assert caught.value.path == "jobs.backend"
+
+
+def test_a_job_waits_for_a_pause_in_requests(make_platform: Any, tmp_path: Path) -> None:
+    """Inline jobs share the server's interpreter: one enqueued while a request is served waits."""
+    path = tmp_path / "runs"
+    options = {**FAST, "quiet_before_start": 0.2, "max_start_delay": 60}
+    platform = make_platform({"jobs": {"backend": "inline", "options": options}})
+    queue = platform.jobs
+    queue.request_started()
+    job_id = enqueue(platform, "test.record", {"path": str(path)})
+    assert not queue.wait_idle(0.5)
+    assert runs(path) == [] and load(platform, job_id).state == "queued"  # type: ignore[union-attr]
+    queue.request_finished()
+    assert queue.wait_idle(30)
+    assert runs(path) == ["ran"]
+
+
+def test_under_unbroken_requests_a_job_starts_after_max_start_delay(make_platform: Any, tmp_path: Path) -> None:
+    path = tmp_path / "runs"
+    options = {**FAST, "quiet_before_start": 60, "max_start_delay": 0.3}
+    platform = make_platform({"jobs": {"backend": "inline", "options": options}})
+    platform.jobs.request_started()
+    try:
+        enqueue(platform, "test.record", {"path": str(path)})
+        assert platform.jobs.wait_idle(30)
+        assert runs(path) == ["ran"]
+    finally:
+        platform.jobs.request_finished()
+
+
+def test_closing_the_queue_releases_jobs_waiting_for_a_pause(make_platform: Any, tmp_path: Path) -> None:
+    path = tmp_path / "runs"
+    options = {**FAST, "quiet_before_start": 60, "max_start_delay": 60}
+    platform = make_platform({"jobs": {"backend": "inline", "options": options}})
+    platform.jobs.request_started()
+    job_id = enqueue(platform, "test.record", {"path": str(path)})
+    platform.jobs.close()  # at once, not after a minute: the waiting job stays queued for recovery
+    assert runs(path) == [] and load(platform, job_id).state == "queued"  # type: ignore[union-attr]
+
+
+def test_every_api_request_is_counted_once_even_when_it_fails(make_api: Any) -> None:
+    api = make_api({"jobs": {"backend": "inline", "options": FAST}})
+    queue = api.platform.jobs
+    assert isinstance(queue, InlineJobQueue)
+    assert api.get("/api/v1/health").status_code == 200
+    assert api.get("/api/v1/projects/nope").status_code == 404
+    assert api.call("GET", "/api/v1/projects", token=None).status_code == 401
+    assert queue._requests_in_flight == 0 and queue._last_request_at > 0

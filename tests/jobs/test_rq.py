@@ -54,6 +54,25 @@ def test_a_job_is_put_on_the_queue_only_when_the_transaction_commits(
     queue.ping()
 
 
+def test_jobs_committed_together_all_reach_the_queue_in_order(
+    make_platform: Any, rq_options: dict[str, Any], tmp_path: Path
+) -> None:
+    """The dispatch thread sends whatever waits in its outbox in one MULTI/EXEC: none is lost or reordered."""
+    from rq.job import Job as RQJob
+
+    platform = rq_platform(make_platform, rq_options, "sqlite")
+    queue = platform.jobs
+    assert isinstance(queue, RQJobQueue)
+    with platform.db.write() as session:
+        job_ids = [
+            queue.enqueue(session, "test.record", {"path": str(tmp_path / "x")}, timeout=10 + n, max_attempts=1)
+            for n in range(20)
+        ]
+    assert queue.wait_dispatched(10)
+    assert queue.rq_queue.job_ids == job_ids
+    assert [RQJob.fetch(j, connection=queue.redis).timeout for j in job_ids] == [10 + n + 60 for n in range(20)]
+
+
 def test_ping_fails_when_redis_is_unreachable(make_platform: Any, rq_options: dict[str, Any]) -> None:
     platform = rq_platform(make_platform, {**rq_options, "url": f"redis://127.0.0.1:{free_port()}/0"}, "sqlite")
     from redis.exceptions import ConnectionError as RedisConnectionError

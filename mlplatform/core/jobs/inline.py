@@ -1,4 +1,10 @@
-"""The ``inline`` backend: jobs run on a thread pool in the server process (the embedded default)."""
+"""The ``inline`` backend: jobs run on a thread pool in the server process (the embedded default).
+
+The jobs share the server's CPU and, through the GIL, its interpreter: a job that starts while
+a request is being served makes that request wait. So a job starts only once this process has
+served no request for ``quiet_before_start`` seconds, or after ``max_start_delay`` at most
+(sustained traffic delays jobs by that much, never indefinitely). A running job is not paused.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -34,6 +41,11 @@ class InlineJobQueue(JobQueue):
         self._pending: set[str] = set()
         self._idle = threading.Condition()
         self._closed = False
+        self.quiet_before_start: float = options["quiet_before_start"]
+        self.max_start_delay: float = options["max_start_delay"]
+        self._requests = threading.Condition()
+        self._requests_in_flight = 0
+        self._last_request_at = 0.0  # monotonic time the last request finished
 
     @property
     def worker_name(self) -> str:
@@ -51,7 +63,40 @@ class InlineJobQueue(JobQueue):
     def close(self) -> None:
         """Stop taking jobs, drop the ones still waiting (they stay queued), finish running ones."""
         self._closed = True
+        with self._requests:
+            self._requests.notify_all()  # jobs waiting for a pause in requests give up: they stay queued
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def request_started(self) -> None:
+        with self._requests:
+            self._requests_in_flight += 1
+
+    def request_finished(self) -> None:
+        with self._requests:
+            self._requests_in_flight -= 1
+            self._last_request_at = time.monotonic()
+            if self._requests_in_flight == 0:
+                self._requests.notify_all()
+
+    def _wait_for_quiet(self) -> bool:
+        """True once no request has been served here for ``quiet_before_start`` seconds, or
+        ``max_start_delay`` seconds from now; False if the queue closes meanwhile."""
+        if self.quiet_before_start <= 0:
+            return not self._closed
+        deadline = time.monotonic() + self.max_start_delay
+        with self._requests:
+            while not self._closed:
+                now = time.monotonic()
+                if now >= deadline:
+                    return True
+                if self._requests_in_flight == 0:
+                    quiet_for = now - self._last_request_at
+                    if quiet_for >= self.quiet_before_start:
+                        return True
+                    self._requests.wait(min(self.quiet_before_start - quiet_for, deadline - now))
+                else:
+                    self._requests.wait(deadline - now)
+        return False
 
     def _dispatch(self, job_id: str, *, timeout: int, max_attempts: int, fresh: bool = False) -> None:
         with self._idle:
@@ -75,6 +120,8 @@ class InlineJobQueue(JobQueue):
         pass  # nothing outside the jobs table
 
     def _run(self, job_id: str) -> None:
+        if not self._wait_for_quiet():
+            return
         try:
             run_job(self.platform, job_id, worker=self.worker_name)
         except Exception:  # noqa: BLE001 - the row stays active and recovery retries it

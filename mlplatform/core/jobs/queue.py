@@ -76,6 +76,19 @@ class InlineOptions(_CommonOptions):
         validate=validate.Range(min=1, max=256),
         metadata={"description": "threads that run jobs in the server process"},
     )
+    quiet_before_start = fields.Float(
+        load_default=0.02,
+        validate=validate.Range(min=0),
+        metadata={
+            "description": "seconds without an API request in this process before a job starts (0: at once): "
+            "jobs share the server's CPU and interpreter, so they wait for a gap between requests"
+        },
+    )
+    max_start_delay = fields.Float(
+        load_default=2.0,
+        validate=validate.Range(min=0),
+        metadata={"description": "a job waits at most this long for that gap, then starts anyway"},
+    )
 
 
 class RQOptions(_CommonOptions):
@@ -161,6 +174,15 @@ class JobQueue(ABC):
     def resolve(self, name: str) -> Callable[..., Any]:
         ref = self.handlers[name]
         return ref if callable(ref) else _import_handler(ref)
+
+    def request_started(self) -> None:
+        """This process began serving an API request. A backend whose jobs share the server's
+        CPU may hold them back until requests pause; the default does nothing."""
+        return None
+
+    def request_finished(self) -> None:
+        """The request that ``request_started`` announced is done (also when it failed)."""
+        return None
 
     @property
     @abstractmethod

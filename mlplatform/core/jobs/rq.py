@@ -102,31 +102,49 @@ class RQJobQueue(JobQueue):
             RQJob.fetch(job_id, connection=self.redis).delete()
         except NoSuchJobError:
             pass
-        self._put_on_queue(job_id, timeout, max_attempts)
+        self._put_on_queue((job_id, timeout, max_attempts))
 
     def _send(self) -> None:
         while (item := self._outbox.get()) is not None:
+            batch = [item]
+            stopping = False
+            while True:  # whatever else is waiting goes in the same round trip
+                try:
+                    more = self._outbox.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
             try:
-                self._put_on_queue(*item)
-            except Exception:  # noqa: BLE001 - the row stays queued; recovery dispatches it again
-                log.exception("job %s could not be put on the RQ queue; recovery will retry", item[0])
+                self._put_on_queue(*batch)
+            except Exception:  # noqa: BLE001 - the rows stay queued; recovery dispatches them again
+                log.exception("jobs %s could not be put on the RQ queue; recovery will retry", [b[0] for b in batch])
             finally:
                 with self._idle:
-                    self._in_flight -= 1
+                    self._in_flight -= len(batch)
                     self._idle.notify_all()
+            if stopping:
+                return
 
-    def _put_on_queue(self, job_id: str, timeout: int, max_attempts: int) -> None:
-        retries = sum(self.backoff(n) for n in range(1, max_attempts))
-        self.rq_queue.enqueue_call(
-            RQ_JOB_FUNCTION,
-            args=(job_id,),
-            job_id=job_id,
-            description=f"mlplatform job {job_id}",
-            # The attempts enforce their own timeouts; this only stops a worker stuck outside them.
-            timeout=int(max_attempts * timeout + retries + 60),
-            result_ttl=600,
-            failure_ttl=7 * 24 * 3600,
-        )
+    def _put_on_queue(self, *jobs: tuple[str, int, int]) -> None:
+        """Each ``(job id, timeout, max attempts)`` as an RQ job, all in one MULTI/EXEC round trip."""
+        with self.redis.pipeline() as pipe:
+            for job_id, timeout, max_attempts in jobs:
+                retries = sum(self.backoff(n) for n in range(1, max_attempts))
+                self.rq_queue.enqueue_call(
+                    RQ_JOB_FUNCTION,
+                    args=(job_id,),
+                    job_id=job_id,
+                    description=f"mlplatform job {job_id}",
+                    # The attempts enforce their own timeouts; this only stops a worker stuck outside them.
+                    timeout=int(max_attempts * timeout + retries + 60),
+                    result_ttl=600,
+                    failure_ttl=7 * 24 * 3600,
+                    pipeline=pipe,
+                )
+            pipe.execute()
 
     def _is_pending(self, job_id: str) -> bool:
         from rq.exceptions import NoSuchJobError
