@@ -100,9 +100,10 @@ def _write_pending(session: Session) -> None:
         return
     session.flush()  # the use case's own changes first, before the lock is taken
     connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        connection.execute(_LOCK, {"key": ADVISORY_LOCK_KEY})
-    head = connection.execute(_HEAD).scalar() or GENESIS
+    if connection.dialect.name == "postgresql":  # lock, then read the head: one round trip (migration 0009)
+        head = connection.execute(_LOCKED_HEAD, {"key": ADVISORY_LOCK_KEY}).scalar() or GENESIS
+    else:  # SQLite: the write transaction (BEGIN IMMEDIATE) already serialises writers
+        head = connection.execute(_HEAD).scalar() or GENESIS
     now = utcnow()
     rows = []
     for fields in pending:
@@ -126,7 +127,7 @@ def _write_pending(session: Session) -> None:
 
 
 _EVENTS: Table = AuditEvent.__table__  # type: ignore[assignment]
-_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_LOCKED_HEAD = text("SELECT audit_chain_head(:key)")
 _HEAD = select(_EVENTS.c.row_hash).order_by(_EVENTS.c.id.desc()).limit(1)
 _INSERT = _EVENTS.insert().returning(_EVENTS.c.id, sort_by_parameter_order=True)
 

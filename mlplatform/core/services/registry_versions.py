@@ -29,13 +29,15 @@ import hashlib
 import io
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from sqlalchemy import (
-    Connection,
+    BigInteger,
     Double,
+    Row,
+    Select,
     Table,
     Text,
     and_,
@@ -165,27 +167,64 @@ class Lineage:
 
 
 def read_lineage(session: Session, run: Run) -> Lineage:
-    return Lineage(run.id, run.experiment_id, run.source_git_commit, *_run_values(session.connection(), run.id))
+    _, params, metrics = _split_values(session.connection().execute(_RUN_VALUES, {"run": run.id}))
+    return Lineage(run.id, run.experiment_id, run.source_git_commit, params, metrics)
 
 
-def _run_values(connection: Connection, run_id: str) -> tuple[dict[str, str], dict[str, float]]:
-    """The run's params and latest metric values, as registration freezes them."""
+def _split_values(rows: Iterable[Row[Any]]) -> tuple[tuple[Any, ...] | None, dict[str, str], dict[str, float]]:
+    """The ``model`` row if one came (name, run's artifact prefix, model id, experiment id, git
+    commit), the run's params and its latest metric values, as registration freezes them."""
+    model = None
     params: dict[str, str] = {}
     metrics: dict[str, float] = {}
-    for is_param, key, param, metric in connection.execute(_RUN_VALUES, {"run": run_id}):
-        if is_param:
-            params[key] = param
+    for kind, key, text_value, number, *rest in rows:
+        if kind == "param":
+            params[key] = text_value
+        elif kind == "metric":
+            metrics[key] = number
         else:
-            metrics[key] = metric
-    return params, metrics
+            model = (key, text_value, *rest)
+    return model, params, metrics
 
 
-# params and latest metric values in one round trip
-_RUN_VALUES = union_all(
-    select(literal(True), Param.key, Param.value, cast(null(), Double())).where(Param.run_id == bindparam("run")),
-    select(literal(False), LatestMetric.key, cast(null(), Text()), LatestMetric.value).where(
-        LatestMetric.run_id == bindparam("run")
-    ),
+# One row shape: ("param", key, value), ("metric", key, -, value), and for a registration from a
+# run ("model", name, the run's artifact prefix, -, model id, experiment id, git commit), so the
+# model, the run and its values come back in one round trip.
+def _no(kind: Any) -> Any:
+    return cast(null(), kind())
+
+
+def _values_of_run() -> list[Select[Any]]:
+    return [
+        select(
+            literal("param"), Param.key, Param.value, _no(Double), _no(BigInteger), _no(BigInteger), _no(Text)
+        ).where(Param.run_id == bindparam("run")),
+        select(
+            literal("metric"),
+            LatestMetric.key,
+            _no(Text),
+            LatestMetric.value,
+            _no(BigInteger),
+            _no(BigInteger),
+            _no(Text),
+        ).where(LatestMetric.run_id == bindparam("run")),
+    ]
+
+
+_RUN_VALUES = union_all(*_values_of_run())
+_MODEL_RUN_AND_VALUES = union_all(
+    select(
+        literal("model"),
+        RegisteredModel.name,
+        Run.artifact_prefix,
+        _no(Double),
+        RegisteredModel.id,
+        Run.experiment_id,
+        Run.source_git_commit,
+    )
+    .join(Run, and_(Run.id == bindparam("run"), Run.project_id == RegisteredModel.project_id))
+    .where(RegisteredModel.project_id == bindparam("project"), RegisteredModel.name == bindparam("name")),
+    *_values_of_run(),
 )
 _VERSIONS: Table = ModelVersion.__table__  # type: ignore[assignment]
 _TOUCH_MODEL = (
@@ -323,15 +362,18 @@ def register_from_run(
     """
     store = platform.artifact_store
     folder = artifacts.normalise_path(artifact_path, allow_empty=True)
-    with platform.db.quick_read() as session:  # three independent reads: no transaction on PostgreSQL
+    with platform.db.quick_read() as session:  # independent reads: no transaction on PostgreSQL
         project = access.project_named(session, project)
-        connection = session.connection()
-        found = connection.execute(_MODEL_AND_RUN, {"project": project.id, "name": model_name, "run": run_id}).first()
+        found, params, metrics = _split_values(
+            session.connection().execute(
+                _MODEL_RUN_AND_VALUES, {"project": project.id, "name": model_name, "run": run_id}
+            )
+        )
         if found is None:  # say which of the two is missing
             get_model(session, project, model_name)
             load_run(session, project, run_id)
-        model_id, stored_name, experiment_id, git_commit, run_prefix = found
-        lineage = Lineage(run_id, experiment_id, git_commit, *_run_values(connection, run_id))
+        stored_name, run_prefix, model_id, experiment_id, git_commit = found
+        lineage = Lineage(run_id, experiment_id, git_commit, params, metrics)
         source = f"{run_prefix.rstrip('/')}/" + (f"{folder}/" if folder else "")
         prefix = new_version_prefix(project.id, model_id)
     files = list(store.list(source))
@@ -366,13 +408,6 @@ def register_from_run(
         store.delete(prefix.rstrip("/"))
         raise
     return VersionView(version, stored_name)
-
-
-_MODEL_AND_RUN = (
-    select(RegisteredModel.id, RegisteredModel.name, Run.experiment_id, Run.source_git_commit, Run.artifact_prefix)
-    .join(Run, and_(Run.id == bindparam("run"), Run.project_id == RegisteredModel.project_id))
-    .where(RegisteredModel.project_id == bindparam("project"), RegisteredModel.name == bindparam("name"))
-)
 
 
 def _complete_spec(
