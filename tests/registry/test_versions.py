@@ -238,6 +238,25 @@ def test_deleting_a_version_removes_it_its_aliases_and_files_and_retires_its_num
     assert reg.delete(f"{M}/nope/versions/1", token="maint").status_code == 404
 
 
+def test_a_validation_that_runs_after_its_version_was_deleted_changes_nothing(
+    reg: Api, sklearn_model_dir: Path
+) -> None:
+    """The job outlives the row it was queued for: it finds no version and records nothing."""
+    create_model(reg, "churn")
+    registered_ready(reg, sklearn_model_dir)
+    with reg.platform.db.read() as session:
+        version_id = session.scalar(select(ModelVersion.id).where(ModelVersion.version == 1))
+    assert reg.delete(f"{M}/churn/versions/1", token="maint").status_code == 204
+    before = reg.get(f"{P}/audit").json["items"]
+
+    validate_model_version(reg.platform, version_id)
+
+    assert reg.get(f"{P}/audit").json["items"] == before
+    assert reg.get(f"{M}/churn/versions/1").status_code == 404
+    with reg.platform.db.read() as session:
+        assert session.get(ModelVersion, version_id) is None
+
+
 def test_a_deployed_or_promoting_version_cannot_be_deleted(reg: Api, sklearn_model_dir: Path) -> None:
     create_model(reg, "churn")
     registered_ready(reg, sklearn_model_dir)
