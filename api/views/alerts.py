@@ -10,11 +10,10 @@ from typing import Any
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api.security import requires
-from api.views.common import API_PREFIX, PageArgs, caller, page_schema, platform
+from api.views.common import API_PREFIX, Blueprint, PageArgs, caller, page_schema, platform
 from api.views.runs import json_response
 from mlplatform.core.db.monitoring import ALERT_STATES, COMPARISONS, SEVERITIES
 from mlplatform.core.services import access, alert_rules, alerting

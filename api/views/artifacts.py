@@ -6,11 +6,10 @@ from typing import Any
 
 from flask import Response, g, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from api.security import requires
-from api.views.common import API_PREFIX, download_response, platform
+from api.views.common import API_PREFIX, Blueprint, download_response, platform
 from mlplatform.core.errors import Conflict
 from mlplatform.core.services import access, artifacts
 from mlplatform.core.services import tracking as tracking_service

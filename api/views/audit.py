@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from api.security import requires
-from api.views.common import API_PREFIX, PageArgs, page_body, page_schema, platform
+from api.views.common import API_PREFIX, Blueprint, PageArgs, page_body, page_schema, platform
 from mlplatform.core.services import access, audit
 
 blp = Blueprint("audit", __name__, url_prefix=API_PREFIX, description="The tamper-evident audit trail")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import flask_smorest
 from flask import Response, current_app, g, stream_with_context
 from marshmallow import Schema, fields, validate
 
@@ -16,6 +17,14 @@ if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
 
 API_PREFIX = "/api/v1"
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's Blueprint with each ``arguments`` schema built once, where the route is
+    declared: given a class, webargs would build a schema (copying every field) per request."""
+
+    def arguments(self, schema: Any, *args: Any, **kwargs: Any) -> Any:
+        return super().arguments(schema() if isinstance(schema, type) else schema, *args, **kwargs)
 
 
 def platform() -> Platform:

@@ -13,12 +13,11 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate
 from prometheus_client.core import CounterMetricFamily
 
 from api.security import requires
-from api.views.common import API_PREFIX, caller, platform
+from api.views.common import API_PREFIX, Blueprint, caller, platform
 from mlplatform.core.db.deployments import DEPLOYMENT_STATUSES
 from mlplatform.core.gateway import Gateway, read_json_body
 from mlplatform.core.services import access

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api.security import requires
-from api.views.common import API_PREFIX, PageArgs, caller, page_body, page_schema, platform
+from api.views.common import API_PREFIX, Blueprint, PageArgs, caller, page_body, page_schema, platform
 from mlplatform.core.db.tracking import EXPERIMENT_STAGES
 from mlplatform.core.services import access
 from mlplatform.core.services import tracking as tracking_service

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from api.security import requires
-from api.views.common import API_PREFIX, PageArgs, caller, page_body, page_schema, platform
+from api.views.common import API_PREFIX, Blueprint, PageArgs, caller, page_body, page_schema, platform
 from mlplatform.core.db.models import Membership, Project, User
 from mlplatform.core.errors import PermissionDenied
 from mlplatform.core.services import access

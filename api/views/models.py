@@ -13,12 +13,12 @@ from typing import Any
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.security import requires
 from api.views.common import (
     API_PREFIX,
+    Blueprint,
     PageArgs,
     authorized_project,
     caller,
@@ -168,11 +168,6 @@ class ModelVersionListArgs(PageArgs):
 
 class ModelAliasSetSchema(Schema):
     version = fields.Raw(required=True, metadata={"description": "Version number (or v<N>, latest, another alias)"})
-
-
-# Instances, not classes, on the two hot write routes: webargs builds a schema per request from a class.
-VERSION_CREATE = ModelVersionCreateSchema()
-ALIAS_SET = ModelAliasSetSchema()
 
 
 class ModelAliasSchema(Schema):
@@ -378,7 +373,7 @@ class Versions(MethodView):
             return page_body(page)
 
     @requires(access.project_role("developer"))
-    @blp.arguments(VERSION_CREATE)
+    @blp.arguments(ModelVersionCreateSchema)
     @blp.response(201, ModelVersionSchema)
     def post(self, body: dict[str, Any], project: str, model: str) -> Response:
         """Register a new version from a run's artifact folder, or start an upload"""
@@ -485,7 +480,7 @@ class VersionFile(MethodView):
 @blp.route("/<project>/models/<model>/aliases/<alias>")
 class Alias(MethodView):
     @requires(access.project_role("developer"))
-    @blp.arguments(ALIAS_SET)
+    @blp.arguments(ModelAliasSetSchema)
     @blp.response(200, ModelAliasSchema)
     def put(self, body: dict[str, Any], project: str, model: str, alias: str) -> Response:
         """Point an alias at a version (moves it if it points elsewhere); latest and v<N> are reserved"""

@@ -21,11 +21,10 @@ from typing import Any
 import pyarrow as pa
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from api.security import requires
-from api.views.common import API_PREFIX, caller, platform
+from api.views.common import API_PREFIX, Blueprint, caller, platform
 from api.views.runs import json_response
 from mlplatform.core.errors import InvalidInput
 from mlplatform.core.services import access

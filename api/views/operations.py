@@ -6,13 +6,12 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 from sqlalchemy import text
 
 import mlplatform
 from api.security import requires
-from api.views.common import API_PREFIX, platform
+from api.views.common import API_PREFIX, Blueprint, platform
 from mlplatform.core.errors import ServiceUnavailable
 from mlplatform.core.services import access
 

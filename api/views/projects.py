@@ -6,11 +6,10 @@ from typing import Any
 
 from flask import g
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api.security import requires
-from api.views.common import API_PREFIX, PageArgs, caller, page_body, page_schema, platform
+from api.views.common import API_PREFIX, Blueprint, PageArgs, caller, page_body, page_schema, platform
 from mlplatform.core.db.models import ROLES
 from mlplatform.core.services import access
 from mlplatform.core.services import projects as project_service

@@ -12,11 +12,10 @@ from typing import Any
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api.security import requires
-from api.views.common import API_PREFIX, PageArgs, caller, platform
+from api.views.common import API_PREFIX, Blueprint, PageArgs, caller, platform
 from api.views.deployments import VersionRef, json_response
 from mlplatform.core.db.promotions import PROMOTION_STATES, STRATEGIES
 from mlplatform.core.services import access

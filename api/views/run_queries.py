@@ -7,11 +7,10 @@ from typing import Any
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api.security import requires
-from api.views.common import API_PREFIX, platform
+from api.views.common import API_PREFIX, Blueprint, platform
 from api.views.runs import RunSchema, json_response, run_body
 from mlplatform.core.services import access, metric_history, run_search
 from mlplatform.core.services.pagination import MAX_PAGE_SIZE
@@ -90,10 +89,6 @@ class SearchSchema(Schema):
     page_token = fields.String(load_default=None, allow_none=True)
 
 
-# Instances, not classes: webargs would build a schema per request from a class.
-HISTORY_ARGS, SEARCH = HistoryArgs(), SearchSchema()
-
-
 class RunPageSchema(Schema):
     items = fields.List(fields.Nested(RunSchema))
     next_page_token = fields.String(allow_none=True)
@@ -111,7 +106,7 @@ def points_body(points: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
 @blp.route("/<project>/runs/<run_id>/metrics/<path:key>")
 class MetricHistory(MethodView):
     @requires(access.project_role("viewer"))
-    @blp.arguments(HISTORY_ARGS, location="query")
+    @blp.arguments(HistoryArgs, location="query")
     @blp.response(200, HistorySchema)
     def get(self, args: dict[str, Any], project: str, run_id: str, key: str) -> Response:
         """Every point of one metric ordered by step, paged; or downsampled with max_points"""
@@ -145,7 +140,7 @@ class MetricCompare(MethodView):
 @blp.route("/<project>/runs/search")
 class RunSearch(MethodView):
     @requires(access.project_role("viewer"))
-    @blp.arguments(SEARCH)
+    @blp.arguments(SearchSchema)
     @blp.response(200, RunPageSchema)
     def post(self, body: dict[str, Any], project: str) -> Response:
         """Search runs with a filter (metrics., params., tags., attributes.; AND only), order and pages"""

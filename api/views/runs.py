@@ -13,11 +13,10 @@ from typing import Any
 import orjson
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api.security import requires
-from api.views.common import API_PREFIX, caller, platform
+from api.views.common import API_PREFIX, Blueprint, caller, platform
 from mlplatform.core.db.tracking import RUN_STAGES, RUN_STATUSES
 from mlplatform.core.services import access
 from mlplatform.core.services import tracking_runs as run_service
@@ -81,11 +80,6 @@ class RunCreateSchema(Schema):
         load_default=None, metadata={"type": "array", "items": {"$ref": "#/components/schemas/MetricPoint"}}
     )
     tags = fields.Raw(load_default=None, metadata={"type": "object", "description": "First batch: tags"})
-
-
-# One instance, not a class: webargs would build a schema per request from a class (the
-# hot route: a run created with its first batch).
-RUN_CREATE = RunCreateSchema()
 
 
 class RunUpdateSchema(Schema):
@@ -178,7 +172,7 @@ def limits() -> dict[str, int]:
 @blp.route("/<project>/experiments/<int:experiment_id>/runs")
 class ExperimentRuns(MethodView):
     @requires(access.project_role("developer"))
-    @blp.arguments(RUN_CREATE)
+    @blp.arguments(RunCreateSchema)
     @blp.response(201, RunSchema)
     def post(self, body: dict[str, Any], project: str, experiment_id: int) -> Response:
         """Start a run, optionally with its first batch of params, metrics and tags"""

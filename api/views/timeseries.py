@@ -11,11 +11,10 @@ from typing import Any
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api.security import requires
-from api.views.common import API_PREFIX, platform
+from api.views.common import API_PREFIX, Blueprint, platform
 from mlplatform.core.services import access, timeseries
 
 blp = Blueprint(

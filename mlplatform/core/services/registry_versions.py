@@ -37,7 +37,6 @@ from sqlalchemy import (
     BigInteger,
     Double,
     Row,
-    Select,
     Table,
     Text,
     and_,
@@ -194,24 +193,13 @@ def _no(kind: Any) -> Any:
     return cast(null(), kind())
 
 
-def _values_of_run() -> list[Select[Any]]:
-    return [
-        select(
-            literal("param"), Param.key, Param.value, _no(Double), _no(BigInteger), _no(BigInteger), _no(Text)
-        ).where(Param.run_id == bindparam("run")),
-        select(
-            literal("metric"),
-            LatestMetric.key,
-            _no(Text),
-            LatestMetric.value,
-            _no(BigInteger),
-            _no(BigInteger),
-            _no(Text),
-        ).where(LatestMetric.run_id == bindparam("run")),
-    ]
-
-
-_RUN_VALUES = union_all(*_values_of_run())
+_PARAM_ROWS = select(
+    literal("param"), Param.key, Param.value, _no(Double), _no(BigInteger), _no(BigInteger), _no(Text)
+).where(Param.run_id == bindparam("run"))
+_METRIC_ROWS = select(
+    literal("metric"), LatestMetric.key, _no(Text), LatestMetric.value, _no(BigInteger), _no(BigInteger), _no(Text)
+).where(LatestMetric.run_id == bindparam("run"))
+_RUN_VALUES = union_all(_PARAM_ROWS, _METRIC_ROWS)
 _MODEL_RUN_AND_VALUES = union_all(
     select(
         literal("model"),
@@ -224,7 +212,8 @@ _MODEL_RUN_AND_VALUES = union_all(
     )
     .join(Run, and_(Run.id == bindparam("run"), Run.project_id == RegisteredModel.project_id))
     .where(RegisteredModel.project_id == bindparam("project"), RegisteredModel.name == bindparam("name")),
-    *_values_of_run(),
+    _PARAM_ROWS,
+    _METRIC_ROWS,
 )
 _VERSIONS: Table = ModelVersion.__table__  # type: ignore[assignment]
 _TOUCH_MODEL = (
