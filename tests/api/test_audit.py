@@ -108,3 +108,47 @@ def test_concurrent_writers_never_fork_the_chain(platform) -> None:
     with platform.db.read() as session:
         result = audit.verify(session)
     assert result.ok and result.checked == 81
+
+
+def test_canonical_encoding_is_the_sorted_json_of_the_stored_fields() -> None:
+    """Chains written before the encoding was split around prev_hash (for PostgreSQL's
+    audit_append) must still verify: the bytes are the same sorted, compact JSON."""
+    import datetime as dt
+    import json
+
+    row = {
+        "occurred_at": dt.datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+        "actor": 'ann "the admin"',
+        "project": None,
+        "action": "model_alias.set",
+        "resource_type": "model",
+        "resource_id": "7",
+        "summary": {"z": [1, 2.5, None], "ä": "ü\n\u0000", "a": {"b": True}},
+        "prev_hash": "ab" * 32,
+    }
+    expected = json.dumps(
+        {**row, "occurred_at": "2026-01-02T01:04:05.000678Z"}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode()
+    assert audit.canonical(row) == expected
+    before, after = audit.canonical_parts(row)
+    assert (before + row["prev_hash"] + after).encode() == expected
+
+
+def test_many_events_in_one_transaction_chain_in_order(platform) -> None:
+    with platform.db.write() as session:
+        for i in range(5):
+            audit.record(
+                session,
+                actor="admin",
+                action="test.write",
+                resource_type="thing",
+                resource_id=str(i),
+                summary={"n": i, "text": "naïve ✓"},
+            )
+    with platform.db.read() as session:
+        assert audit.verify(session).ok
+        rows = session.execute(
+            text("SELECT resource_id, prev_hash, row_hash FROM audit_events WHERE action = 'test.write' ORDER BY id")
+        ).all()
+    assert [r.resource_id for r in rows] == ["0", "1", "2", "3", "4"]
+    assert all(later.prev_hash == earlier.row_hash for earlier, later in zip(rows, rows[1:], strict=False))

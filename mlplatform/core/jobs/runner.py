@@ -55,15 +55,18 @@ def run_job(platform: Platform, job_id: str, *, worker: str | None = None) -> st
     attempt = _claim(platform, job_id, worker, after=None)
     if attempt is None:
         return _state(platform, job_id)
+    ended: str | None = None  # the end this call recorded, if its compare-and-set held
     with _Lease(platform, job_id, worker, attempt.number, queue.heartbeat_interval) as lease:
         while True:
             error, permanent = _perform(platform, attempt)
             owned = (Job.id == job_id, Job.state == "running", Job.worker == worker, Job.attempts == attempt.number)
             if error is None:
-                _cas(platform, *owned, state="succeeded", error=None, finished_at=utcnow())
+                if _cas(platform, *owned, state="succeeded", error=None, finished_at=utcnow()):
+                    ended = "succeeded"
                 break
             if permanent or attempt.number >= attempt.max_attempts:
-                _cas(platform, *owned, state="failed", error=error, finished_at=utcnow())
+                if _cas(platform, *owned, state="failed", error=error, finished_at=utcnow()):
+                    ended = "failed"
                 break
             if not _cas(platform, *owned, state="queued", error=error):
                 break
@@ -78,7 +81,8 @@ def run_job(platform: Platform, job_id: str, *, worker: str | None = None) -> st
                 lease.attempt = attempt.number
     if lease.lost.is_set():
         log.warning("job %s was taken from %s (stale heartbeat); its result here is discarded", job_id, worker)
-    return _state(platform, job_id)
+        return _state(platform, job_id)
+    return ended or _state(platform, job_id)
 
 
 def _perform(platform: Platform, attempt: _Attempt) -> tuple[str | None, bool]:
@@ -104,23 +108,22 @@ def _claim(platform: Platform, job_id: str, worker: str, *, after: int | None) -
     owner = (Job.worker.is_(None),) if after is None else (Job.worker == worker, Job.attempts == after)
     now = utcnow()
     with platform.db.write() as session:
-        claimed = _update(
-            session,
-            Job.id == job_id,
-            Job.state == "queued",
-            *owner,
-            state="running",
-            attempts=Job.attempts + 1,
-            worker=worker,
-            started_at=now,
-            heartbeat_at=now,
-            finished_at=None,
-        )
-        if not claimed:
-            return None
         row = session.execute(
-            select(Job.name, Job.args, Job.attempts, Job.max_attempts, Job.timeout_seconds).where(Job.id == job_id)
-        ).one()
+            update(Job)
+            .where(Job.id == job_id, Job.state == "queued", *owner)
+            .values(
+                state="running",
+                attempts=Job.attempts + 1,
+                worker=worker,
+                started_at=now,
+                heartbeat_at=now,
+                finished_at=None,
+            )
+            .returning(Job.name, Job.args, Job.attempts, Job.max_attempts, Job.timeout_seconds)
+            .execution_options(synchronize_session=False)
+        ).first()
+    if row is None:
+        return None
     return _Attempt(job_id, row.name, row.args or {}, row.attempts, row.max_attempts, row.timeout_seconds)
 
 

@@ -18,12 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, select, text
+from sqlalchemy import Table, bindparam, select, text
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from mlplatform.core.backends import PlatformEvent
-from mlplatform.core.db.base import utcnow
+from mlplatform.core.db.base import JSONText, UTCDateTime, utcnow
 from mlplatform.core.db.models import AuditEvent
 from mlplatform.core.db.session import after_commit
 
@@ -37,18 +37,30 @@ ADVISORY_LOCK_KEY = 0x6D6C70_61756469  # "mlp" "audi"
 
 
 def canonical(row: Mapping[str, Any]) -> bytes:
+    """The bytes ``row_hash`` covers: the stored fields as JSON, keys sorted, no spaces."""
+    before, after = canonical_parts(row)
+    return (before + row["prev_hash"] + after).encode()
+
+
+def canonical_parts(row: Mapping[str, Any]) -> tuple[str, str]:
+    """``canonical(row)`` as the text before and after the ``prev_hash`` value, which the
+    row's hash depends on but which is known only under the chain's lock (PostgreSQL hashes
+    there, in ``audit_append``). Keys in sorted order: prev_hash sits between occurred_at and project."""
     occurred_at = row["occurred_at"].astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    payload = {
-        "occurred_at": occurred_at,
-        "actor": row["actor"],
-        "project": row["project"],
-        "action": row["action"],
-        "resource_type": row["resource_type"],
-        "resource_id": row["resource_id"],
-        "summary": row["summary"],
-        "prev_hash": row["prev_hash"],
-    }
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    head = _json({"action": row["action"], "actor": row["actor"], "occurred_at": occurred_at})
+    tail = _json(
+        {
+            "project": row["project"],
+            "resource_id": row["resource_id"],
+            "resource_type": row["resource_type"],
+            "summary": row["summary"],
+        }
+    )
+    return f'{head[:-1]},"prev_hash":"', f'",{tail[1:]}'
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def row_hash(row: Mapping[str, Any]) -> str:
@@ -100,17 +112,21 @@ def _write_pending(session: Session) -> None:
         return
     session.flush()  # the use case's own changes first, before the lock is taken
     connection = session.connection()
-    if connection.dialect.name == "postgresql":  # lock, then read the head: one round trip (migration 0009)
-        head = connection.execute(_LOCKED_HEAD, {"key": ADVISORY_LOCK_KEY}).scalar() or GENESIS
+    now = utcnow()
+    rows = [{**fields, "occurred_at": now} for fields in pending]
+    if connection.dialect.name == "postgresql":  # lock, head, hash and insert: one round trip (migration 0010)
+        events = []
+        for fields in rows:
+            before, after = canonical_parts(fields)
+            stored = {key: fields[key] for key in ("actor", "project", "action", "resource_type", "resource_id")}
+            events.append({**stored, "summary": _STORED_JSON(fields["summary"]), "before": before, "after": after})
+        ids = connection.execute(_APPEND, {"key": ADVISORY_LOCK_KEY, "occurred": now, "events": events}).scalars().all()
     else:  # SQLite: the write transaction (BEGIN IMMEDIATE) already serialises writers
         head = connection.execute(_HEAD).scalar() or GENESIS
-    now = utcnow()
-    rows = []
-    for fields in pending:
-        fields = {**fields, "occurred_at": now, "prev_hash": head}
-        head = fields["row_hash"] = row_hash(fields)
-        rows.append(fields)
-    ids = connection.execute(_INSERT, rows).scalars().all()
+        for fields in rows:
+            fields["prev_hash"] = head
+            head = fields["row_hash"] = row_hash(fields)
+        ids = connection.execute(_INSERT, rows).scalars().all()
     for index, publish in publishers.items():
         row = rows[index]
         published = PlatformEvent(
@@ -127,7 +143,10 @@ def _write_pending(session: Session) -> None:
 
 
 _EVENTS: Table = AuditEvent.__table__  # type: ignore[assignment]
-_LOCKED_HEAD = text("SELECT audit_chain_head(:key)")
+_APPEND = text("SELECT audit_append(:key, :occurred, CAST(:events AS jsonb))").bindparams(
+    bindparam("occurred", type_=UTCDateTime()), bindparam("events", type_=JSONText())
+)
+_STORED_JSON = functools.partial(JSONText().process_bind_param, dialect=None)  # the summary column's text
 _HEAD = select(_EVENTS.c.row_hash).order_by(_EVENTS.c.id.desc()).limit(1)
 _INSERT = _EVENTS.insert().returning(_EVENTS.c.id, sort_by_parameter_order=True)
 

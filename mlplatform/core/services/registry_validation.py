@@ -15,6 +15,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Row, bindparam, select, update
+
 from mlplatform.core.db.base import utcnow
 from mlplatform.core.db.models import Project
 from mlplatform.core.db.registry import ModelVersion, RegisteredModel
@@ -41,24 +43,42 @@ ACTOR = "system"
 
 def validate_model_version(platform: Platform, version_id: int) -> None:
     """Job handler: check version ``version_id`` and record ``ready`` or ``failed``."""
-    with platform.db.read() as session:
-        version = session.get(ModelVersion, version_id)
-        if version is None or version.status != "pending" or version.artifact_sha256 is None:
-            return
-        uri, sha256, flavor_name, signature = (
-            version.artifact_uri,
-            version.artifact_sha256,
-            version.flavor,
-            version.signature,
-        )
+    with platform.db.quick_read() as session:
+        found = session.execute(_PENDING_VERSION, {"id": version_id}).first()
+    if found is None:
+        return
     outputs = None
     try:
-        outputs = _check(platform, uri, sha256, flavor_name, signature)
+        outputs = _check(platform, found.artifact_uri, found.artifact_sha256, found.flavor, found.signature)
     except Exception as exc:  # any failure is the version's reason, shown to its owner
         log.info("model version %s failed validation: %s", version_id, exc)
-        _record(platform, version_id, "failed", f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}", None)
+        _record(platform, found, "failed", f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}", None)
         return
-    _record(platform, version_id, "ready", "", outputs)
+    _record(platform, found, "ready", "", outputs)
+
+
+# What the job needs of a version still to be validated. Once finalized, a version's files,
+# flavor and signature never change, nor do model and project names, so reading them here,
+# outside the write transaction, is safe; the write re-checks only that it is still pending.
+_PENDING_VERSION = (
+    select(
+        ModelVersion.id,
+        ModelVersion.version,
+        ModelVersion.artifact_uri,
+        ModelVersion.artifact_sha256,
+        ModelVersion.flavor,
+        ModelVersion.signature,
+        RegisteredModel.name.label("model"),
+        Project.name.label("project"),
+    )
+    .join(RegisteredModel, RegisteredModel.id == ModelVersion.model_id)
+    .join(Project, Project.id == RegisteredModel.project_id)
+    .where(
+        ModelVersion.id == bindparam("id"),
+        ModelVersion.status == "pending",
+        ModelVersion.artifact_sha256.is_not(None),
+    )
+)
 
 
 def _check(
@@ -83,24 +103,28 @@ def _check(
 
 
 def _record(
-    platform: Platform, version_id: int, status: str, message: str, outputs: list[dict[str, Any]] | None
+    platform: Platform, found: Row[Any], status: str, message: str, outputs: list[dict[str, Any]] | None
 ) -> None:
+    """Move the version to ``status``, audited, unless something else moved it first (deleted, or a second run)."""
+    values: dict[str, Any] = {"status": status, "status_message": message, "updated_at": utcnow()}
+    if outputs is not None and found.signature is not None:
+        values["signature"] = {**found.signature, "outputs": outputs}
     with platform.db.write() as session:
-        version = session.get(ModelVersion, version_id, with_for_update=True)
-        if version is None or version.status != "pending":
+        moved = session.execute(
+            update(ModelVersion)
+            .where(ModelVersion.id == found.id, ModelVersion.status == "pending")
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
             return
-        version.status, version.status_message, version.updated_at = status, message, utcnow()
-        if outputs is not None and version.signature is not None:
-            version.signature = {**version.signature, "outputs": outputs}
-        model = session.get(RegisteredModel, version.model_id)
-        project = session.get(Project, model.project_id) if model else None
         audit.record(
             session,
             actor=ACTOR,
             action=f"model_version.{status}",
             resource_type="model_version",
-            resource_id=version.id,
-            project=project.name if project else None,
-            summary={"model": model.name if model else None, "version": version.version, "message": message},
+            resource_id=found.id,
+            project=found.project,
+            summary={"model": found.model, "version": found.version, "message": message},
             platform=platform,
         )

@@ -220,9 +220,24 @@ _TOUCH_MODEL = (
     update(RegisteredModel)
     .where(RegisteredModel.project_id == bindparam("b_project"), RegisteredModel.name == bindparam("b_name"))
     .values(updated_at=bindparam("b_now"), last_version=RegisteredModel.last_version + 1)
-    .returning(RegisteredModel.id, RegisteredModel.name, RegisteredModel.last_version)
+    .returning(RegisteredModel.id, RegisteredModel.last_version)
 )
 _INSERT_VERSION = _VERSIONS.insert().returning(_VERSIONS.c.id)
+_VERSION_FIELDS = [c.name for c in _VERSIONS.c if c.name not in ("id", "model_id", "version")]
+# PostgreSQL: the UPDATE that numbers the version, as a CTE feeding the INSERT (one statement).
+_TOUCHED = _TOUCH_MODEL.cte("touched")
+_INSERT_NEXT_VERSION = (
+    _VERSIONS.insert()
+    .from_select(
+        ["model_id", "version", *_VERSION_FIELDS],
+        select(
+            _TOUCHED.c.id,
+            _TOUCHED.c.last_version,
+            *(bindparam(f"v_{name}", type_=_VERSIONS.c[name].type) for name in _VERSION_FIELDS),
+        ),
+    )
+    .returning(_VERSIONS.c.id, _VERSIONS.c.model_id, _VERSIONS.c.version)
+)
 
 
 def create_version_row(
@@ -233,55 +248,65 @@ def create_version_row(
     spec: VersionSpec,
     *,
     source: Mapping[str, Any],
+    prefix: str,
     lineage: Lineage | None = None,
-    prefix: str | None = None,
     digest: str | None = None,
     platform: Platform | None = None,
 ) -> ModelVersion:
-    """Insert the next version of ``model_name``, audited; files at ``prefix`` (a new folder if None).
+    """Insert the next version of ``model_name``, audited, its files at ``prefix`` (``new_version_prefix``).
 
     Without ``digest`` the version awaits its files (pending, not finalized); with it the
     files are already in place: the version is finalized at once and its validation job
     enqueued in this transaction. The number comes from the UPDATE that locks the model row
     (``last_version + 1``; PostgreSQL re-reads a row it waited for), so concurrent
     registrations get consecutive numbers and a deleted version's number is not given again;
-    the unique (model, version) constraint backs that up. Lineage is ``lineage``, or read from ``spec.run_id``.
-    Core statements, no unit of work: this is a hot write path. The returned version is a
-    detached copy of the row.
+    the unique (model, version) constraint backs that up; on PostgreSQL that UPDATE is a CTE of
+    the INSERT. Lineage is ``lineage``, or read from ``spec.run_id``. Core statements, no unit
+    of work: this is a hot write path. The returned version is a detached copy of the row.
     """
     if lineage is None and spec.run_id is not None:
         lineage = read_lineage(session, load_run(session, project, spec.run_id))
     connection = session.connection()
     now = utcnow()
-    touched = connection.execute(_TOUCH_MODEL, {"b_project": project.id, "b_name": model_name, "b_now": now}).first()
-    if touched is None:
-        get_model(session, project, model_name)  # raises NotFound naming the model
-    model_id, name, number = touched
-    row: dict[str, Any] = {
-        "model_id": model_id,
-        "version": number,
-        "status": "pending",
-        "status_message": "validating" if digest else "awaiting files",
-        "flavor": spec.flavor,
-        "signature": spec.signature,
-        "artifact_uri": prefix or new_version_prefix(project.id, model_id),
-        "artifact_sha256": digest,
-        "description": spec.description,
-        "tags": spec.tags,
-        "archived": False,
-        "created_at": now,
-        "created_by": identity.username,
-        "updated_at": now,
-    }
+    fields: dict[str, Any] = dict.fromkeys(_VERSION_FIELDS)
+    fields.update(
+        status="pending",
+        status_message="validating" if digest else "awaiting files",
+        flavor=spec.flavor,
+        signature=spec.signature,
+        artifact_uri=prefix,
+        artifact_sha256=digest,
+        description=spec.description,
+        tags=spec.tags,
+        archived=False,
+        created_at=now,
+        created_by=identity.username,
+        updated_at=now,
+    )
     if lineage is not None:
-        row.update(
+        fields.update(
             run_id=lineage.run_id,
             experiment_id=lineage.experiment_id,
             source_git_commit=lineage.git_commit,
             run_params=lineage.params,
             run_metrics=lineage.metrics,
         )
-    version = ModelVersion(id=connection.execute(_INSERT_VERSION, row).scalar_one(), **row)
+    model_key = {"b_project": project.id, "b_name": model_name, "b_now": now}
+    if connection.dialect.name == "postgresql":  # number and insert in one round trip
+        inserted = connection.execute(
+            _INSERT_NEXT_VERSION, {**model_key, **{f"v_{key}": value for key, value in fields.items()}}
+        ).first()
+    else:
+        touched = connection.execute(_TOUCH_MODEL, model_key).first()
+        inserted = None
+        if touched is not None:
+            model_id, number = touched
+            row = {"model_id": model_id, "version": number, **fields}
+            inserted = (connection.execute(_INSERT_VERSION, row).scalar_one(), model_id, number)
+    if inserted is None:
+        get_model(session, project, model_name)  # raises NotFound naming the model
+    version_id, model_id, number = inserted
+    version = ModelVersion(id=version_id, model_id=model_id, version=number, **fields)
     finalized = {"sha256": digest, "flavor": spec.flavor} if digest else {}
     record_change(
         session,
@@ -290,7 +315,7 @@ def create_version_row(
         "model_version.create",
         "model_version",
         version.id,
-        {"model": name, "version": number, **source, **finalized},
+        {"model": model_name, "version": number, **source, **finalized},
         platform,
     )
     if digest is not None:
@@ -325,8 +350,16 @@ def begin_version(
         )
     with platform.db.write() as session:
         project = access.get_project(session, project_name)
+        prefix = new_version_prefix(project.id, get_model(session, project, model_name).id)
         version = create_version_row(
-            session, identity, project, model_name, spec, source=source or {"source": "upload"}, platform=platform
+            session,
+            identity,
+            project,
+            model_name,
+            spec,
+            source=source or {"source": "upload"},
+            prefix=prefix,
+            platform=platform,
         )
         if spec.input_example is not None:
             _put_example(platform.artifact_store, version.artifact_uri, spec.input_example)
