@@ -344,7 +344,7 @@ class ModelByName(MethodView):
     @requires(access.project_role("maintainer"))
     @blp.response(204)
     def delete(self, project: str, model: str) -> None:
-        """Delete a model with its versions and aliases (409 while a version is deployed)"""
+        """Delete a model with its versions, aliases and their files (409 while a version is deployed)"""
         with platform().db.write() as session:
             registry_service.delete_model(session, caller(), project, model, platform=platform())
 

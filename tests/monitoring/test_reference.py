@@ -111,3 +111,40 @@ def test_feature_thresholds_must_name_enabled_metrics(make_platform: Any) -> Non
     assert platform.config["monitoring"]["feature_thresholds"] == {"age": {"psi": 0.2}}
     with pytest.raises(ConfigError, match="feature_thresholds"):
         make_platform({"monitoring": {"feature_thresholds": {"age": {"chi_square": 0.2}}}})
+
+
+def _reference_folder(monitored: Monitored, number: int) -> str:
+    from sqlalchemy import select
+
+    from mlplatform.core.db.monitoring import ReferenceProfile
+
+    api = monitored.api
+    frame = reference_frame(50)
+    url = f"{monitored.base}/versions/{number}/reference"
+    assert api.put(url, data=frame.to_csv(index=False), headers={"Content-Type": "text/csv"}).status_code == 201
+    with api.platform.db.read() as session:
+        prefix = session.scalar(
+            select(ReferenceProfile.artifact_prefix).where(ReferenceProfile.version_id == monitored.version_ids[number])
+        )
+    assert list(api.platform.artifact_store.list(prefix))
+    return prefix
+
+
+def test_deleting_a_version_or_its_model_removes_the_reference_files(api) -> None:
+    from sqlalchemy import delete
+
+    from mlplatform.core.db.deployments import Deployment
+    from tests.monitoring.conftest import add_model
+
+    monitored = add_model(api, versions=2)  # the deployment holds version 2
+    store = api.platform.artifact_store
+    first, second = _reference_folder(monitored, 1), _reference_folder(monitored, 2)
+
+    assert api.delete(f"{monitored.base}/versions/1").status_code == 204
+    assert list(store.list(first)) == []
+    assert list(store.list(second))  # the other version's reference stays
+
+    with api.platform.db.write() as session:
+        session.execute(delete(Deployment).where(Deployment.id == monitored.deployment_id))
+    assert api.delete(monitored.base).status_code == 204
+    assert list(store.list(second)) == []

@@ -74,5 +74,8 @@ def test_delete_is_refused_while_a_version_is_deployed(reg: Api, sklearn_model_d
     assert reg.patch(f"{M}/churn/versions/1", json={"archived": True}).status_code == 409
     with reg.platform.db.write() as session:
         session.execute(update(DeploymentVersion).values(status="retired", weight=0))
+    files = reg.get(f"{M}/churn/versions/1").json["artifact_uri"]
+    assert list(reg.platform.artifact_store.list(files))
     assert reg.delete(f"{M}/churn", token="maint").status_code == 204
     assert reg.get(f"{M}/churn/versions/1").status_code == 404
+    assert list(reg.platform.artifact_store.list(files)) == []  # the model's files went with it

@@ -10,6 +10,7 @@ gateway, deployments, promotions) turns what a user typed into a ``ModelVersion`
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,13 +23,17 @@ from mlplatform.core.backends import Identity
 from mlplatform.core.db.base import utcnow
 from mlplatform.core.db.deployments import DeploymentVersion
 from mlplatform.core.db.models import Project
+from mlplatform.core.db.monitoring import ReferenceProfile
 from mlplatform.core.db.registry import ModelAlias, ModelVersion, RegisteredModel
+from mlplatform.core.db.session import after_commit
 from mlplatform.core.errors import Conflict, InvalidInput, NotFound
 from mlplatform.core.services import access, audit
 from mlplatform.core.services.pagination import Page, encode_token, paginate
 
 if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
+
+log = logging.getLogger("mlplatform.registry")
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,249}$")
 _VERSION_REF = re.compile(r"^[vV]?([0-9]+)$")
@@ -341,10 +346,9 @@ def deployed_versions(session: Session, version_ids: Any) -> list[int]:
     )
 
 
-def delete_model(
-    session: Session, identity: Identity, project_name: str, name: str, *, platform: Platform | None = None
-) -> None:
-    """Delete a model with its versions and aliases (the artifact files stay in the store).
+def delete_model(session: Session, identity: Identity, project_name: str, name: str, *, platform: Platform) -> None:
+    """Delete a model with its versions and aliases; their files (each version's folder and
+    reference profile) are removed from the artifact store after the commit.
 
     ``Conflict`` while any of its versions is deployed (see ``deployed_versions``).
     """
@@ -362,5 +366,32 @@ def delete_model(
     record_change(
         session, identity, project, "model.delete", "model", model.id, {"name": name, "versions": count}, platform
     )
+    remove_files_after_commit(session, platform, version_folders(session, ids))
     session.delete(model)
     session.flush()
+
+
+def version_folders(session: Session, version_ids: Any) -> list[str]:
+    """The artifact-store folders of these versions (a list or a select of ids): their files and reference profiles."""
+    files = session.scalars(select(ModelVersion.artifact_uri).where(ModelVersion.id.in_(version_ids)))
+    references = session.scalars(
+        select(ReferenceProfile.artifact_prefix).where(ReferenceProfile.version_id.in_(version_ids))
+    )
+    return [*files, *references]
+
+
+def remove_files_after_commit(session: Session, platform: Platform, folders: list[str]) -> None:
+    """Delete ``folders`` from the artifact store once the transaction that dropped their rows commits.
+
+    A folder that cannot be deleted is logged and the rest are still removed: the rows are gone
+    either way, and a leftover folder is unreachable (a re-created model or version gets a new one)."""
+    store = platform.artifact_store
+
+    def remove() -> None:
+        for folder in folders:
+            try:
+                store.delete(folder.rstrip("/"))
+            except Exception:  # noqa: BLE001 - see the docstring
+                log.exception("could not delete %r from the artifact store", folder)
+
+    after_commit(session, remove)

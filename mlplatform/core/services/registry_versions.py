@@ -55,7 +55,6 @@ from mlplatform.core.db.base import utcnow
 from mlplatform.core.db.models import Project
 from mlplatform.core.db.promotions import ACTIVE_STATES, Promotion
 from mlplatform.core.db.registry import ModelAlias, ModelVersion, RegisteredModel
-from mlplatform.core.db.session import after_commit
 from mlplatform.core.db.tracking import LatestMetric, Param, Run
 from mlplatform.core.errors import Conflict, InvalidInput, Unprocessable
 from mlplatform.core.model_loading import (
@@ -72,7 +71,9 @@ from mlplatform.core.services.registry import (
     get_model,
     merge_tags,
     record_change,
+    remove_files_after_commit,
     resolve_version,
+    version_folders,
     version_in,
 )
 from mlplatform.core.services.tracking import load_run
@@ -639,8 +640,8 @@ def delete_version(
     """Delete a version, the aliases on it, its reference profile and finished promotions; audited.
 
     ``Conflict`` while a deployment routes to or holds it, or a promotion of it is under way.
-    Its number is not given again (``RegisteredModel.last_version``). Its files are removed
-    from the artifact store after the commit; deployment events and monitoring points keep
+    Its number is not given again (``RegisteredModel.last_version``). Its files and its
+    reference profile's are removed from the artifact store after the commit; deployment events and monitoring points keep
     their rows without the version.
     """
     project = access.get_project(session, project_name)
@@ -671,11 +672,10 @@ def delete_version(
         {"model": model.name, "version": version.version, "aliases": aliases, "artifact_uri": version.artifact_uri},
         platform,
     )
+    remove_files_after_commit(session, platform, version_folders(session, [version.id]))
     model.updated_at = utcnow()
     session.delete(version)
     session.flush()
-    store, prefix = platform.artifact_store, version.artifact_uri.rstrip("/")
-    after_commit(session, lambda: store.delete(prefix))
 
 
 def file_listing(platform: Platform, project_name: str, model_name: str, ref: str | int) -> list[ArtifactInfo]:
