@@ -16,6 +16,7 @@ HANDLERS = {
     "test.fail": "tests.jobs.handlers:fail",
     "test.sleep": "tests.jobs.handlers:sleep",
     "test.slow_first": "tests.jobs.handlers:slow_first",
+    "test.succeed_in": "tests.jobs.handlers:succeed_in_its_transaction",
 }
 
 
@@ -57,3 +58,21 @@ def slow_first(platform: Any, path: str, seconds: float) -> None:
     if number == 1:
         time.sleep(seconds)
     _append(path, f"finished {os.getpid()}")
+
+
+def succeed_in_its_transaction(platform: Any, path: str, roll_back_first: bool = False) -> None:
+    """Ends the job with ``succeed_in`` in its own write and notes the row's state seen inside
+    that transaction; with ``roll_back_first`` the first run raises after, rolling both back."""
+    from sqlalchemy import select
+
+    from mlplatform.core.db.models import Job
+    from mlplatform.core.jobs import succeed_in
+
+    number = len([line for line in runs(path) if line == "run"]) + 1
+    _append(path, "run")
+    with platform.db.write() as session:
+        succeed_in(session)
+        state = session.scalar(select(Job.state).where(Job.name == "test.succeed_in"))
+        _append(path, f"state in the handler's transaction: {state}")
+        if roll_back_first and number == 1:
+            raise RuntimeError("rolled back after succeed_in")

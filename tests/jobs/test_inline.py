@@ -97,6 +97,34 @@ def test_running_a_finished_job_again_is_a_no_op(platform: Platform, tmp_path: P
     assert [load(platform, i).attempts for i in (done_id, failed_id)] == [1, 1]  # type: ignore[union-attr]
 
 
+def test_a_handler_can_end_its_job_in_its_own_last_transaction(platform: Platform, tmp_path: Path) -> None:
+    path = tmp_path / "runs"
+    job_id = enqueue(platform, "test.succeed_in", {"path": str(path)})
+    assert platform.jobs.wait_idle(30)
+    job = load(platform, job_id)
+    assert job is not None and (job.state, job.attempts, job.error) == ("succeeded", 1, None)
+    assert job.finished_at is not None
+    assert runs(path) == ["run", "state in the handler's transaction: succeeded"]  # one commit for both
+
+
+def test_a_success_rolled_back_with_the_handler_is_not_recorded(platform: Platform, tmp_path: Path) -> None:
+    path = tmp_path / "runs"
+    job_id = enqueue(platform, "test.succeed_in", {"path": str(path), "roll_back_first": True})
+    assert platform.jobs.wait_idle(30)
+    job = load(platform, job_id)
+    assert job is not None and (job.state, job.attempts) == ("succeeded", 2)  # the first attempt failed
+    assert runs(path).count("run") == 2
+
+
+def test_succeed_in_outside_a_job_does_nothing(platform: Platform, tmp_path: Path) -> None:
+    from mlplatform.core.jobs import succeed_in
+
+    job_id = insert(platform, "test.record", {"path": str(tmp_path / "runs")}, state="running", worker="w", attempts=1)
+    with platform.db.write() as session:
+        succeed_in(session)
+    assert load(platform, job_id).state == "running"  # type: ignore[union-attr]
+
+
 def test_a_job_owned_by_a_live_worker_is_not_run_again(platform: Platform, tmp_path: Path) -> None:
     path = tmp_path / "runs"
     now = utcnow()

@@ -12,7 +12,8 @@ wait for Redis; an id lost there (process gone, Redis down) is dispatched again 
 Contract for handlers: a job name maps to ``"module:function"`` in :data:`HANDLERS` (or in
 ``jobs.options.handlers``), resolved on first use and called as ``fn(platform, **args)``. A
 handler must be safe to run twice: a worker may die after the work but before the row says so.
-A handler owns its own transactions (``platform.db.write()``).
+A handler owns its own transactions (``platform.db.write()``); one whose last act is a write
+may call :func:`succeed_in` in it, so the job's end commits with that write.
 
 Every state change is its own short transaction and a compare-and-set on the row, so two
 deliveries of one id, or a recovered job whose old worker was only slow, never both record a
@@ -35,7 +36,7 @@ from mlplatform.core.jobs.queue import HANDLERS, HandlerRef, InlineOptions, JobQ
 from mlplatform.core.jobs.recovery import recover_orphaned_jobs
 from mlplatform.core.jobs.rq import RQJobQueue, run_worker
 from mlplatform.core.jobs.rq import _perform_rq_job as _perform_rq_job  # RQ imports it by this name
-from mlplatform.core.jobs.runner import ACTIVE_STATES, JobTimeout, run_job
+from mlplatform.core.jobs.runner import ACTIVE_STATES, JobTimeout, run_job, succeed_in
 
 __all__ = [
     "ACTIVE_STATES",
@@ -51,4 +52,5 @@ __all__ = [
     "recover_orphaned_jobs",
     "run_job",
     "run_worker",
+    "succeed_in",
 ]

@@ -5,6 +5,7 @@ Every state change is its own short transaction and a compare-and-set on the row
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import signal
 import threading
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from mlplatform.core.db.base import utcnow
 from mlplatform.core.db.models import Job
+from mlplatform.core.db.session import after_commit
 
 if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
@@ -41,6 +43,38 @@ class _Attempt:
     timeout: int
 
 
+@dataclass
+class _Running:
+    """The attempt a handler runs in; ``succeeded`` once :func:`succeed_in` committed its end."""
+
+    job_id: str
+    worker: str
+    number: int
+    succeeded: bool = False
+
+    def owned(self) -> tuple[ColumnElement[bool], ...]:
+        return (Job.id == self.job_id, Job.state == "running", Job.worker == self.worker, Job.attempts == self.number)
+
+
+_running: contextvars.ContextVar[_Running | None] = contextvars.ContextVar("mlplatform_job", default=None)
+
+
+def succeed_in(session: Session) -> None:
+    """Record the running job's success in ``session``'s transaction, the handler's last write.
+
+    One transaction instead of two: the job ends when the handler's result commits, and the
+    runner then records nothing more. A compare-and-set like every other state change, so it
+    holds only while this attempt still owns the row; if it does not, or the transaction rolls
+    back, the runner records the end itself as usual. Outside a job (a handler called directly)
+    it does nothing. Call it only when nothing after that transaction can fail.
+    """
+    running = _running.get()
+    if running is None:
+        return
+    if _update(session, *running.owned(), state="succeeded", error=None, finished_at=utcnow()):
+        after_commit(session, lambda: setattr(running, "succeeded", True))
+
+
 def run_job(platform: Platform, job_id: str, *, worker: str | None = None) -> str:
     """Run job ``job_id`` with retries; return its state when this call lets go of it.
 
@@ -58,10 +92,11 @@ def run_job(platform: Platform, job_id: str, *, worker: str | None = None) -> st
     ended: str | None = None  # the end this call recorded, if its compare-and-set held
     with _Lease(platform, job_id, worker, attempt.number, queue.heartbeat_interval) as lease:
         while True:
-            error, permanent = _perform(platform, attempt)
-            owned = (Job.id == job_id, Job.state == "running", Job.worker == worker, Job.attempts == attempt.number)
+            running = _Running(job_id, worker, attempt.number)
+            error, permanent = _perform(platform, attempt, running)
+            owned = running.owned()
             if error is None:
-                if _cas(platform, *owned, state="succeeded", error=None, finished_at=utcnow()):
+                if running.succeeded or _cas(platform, *owned, state="succeeded", error=None, finished_at=utcnow()):
                     ended = "succeeded"
                 break
             if permanent or attempt.number >= attempt.max_attempts:
@@ -85,7 +120,7 @@ def run_job(platform: Platform, job_id: str, *, worker: str | None = None) -> st
     return ended or _state(platform, job_id)
 
 
-def _perform(platform: Platform, attempt: _Attempt) -> tuple[str | None, bool]:
+def _perform(platform: Platform, attempt: _Attempt, running: _Running) -> tuple[str | None, bool]:
     """Run one attempt; return ``(error text or None, whether retrying is pointless)``."""
     try:
         handler = platform.jobs.resolve(attempt.name)
@@ -94,8 +129,16 @@ def _perform(platform: Platform, attempt: _Attempt) -> tuple[str | None, bool]:
     except Exception as exc:  # noqa: BLE001 - an import error fails the attempt, not the worker
         log.exception("job %s: cannot load the handler for %r", attempt.job_id, attempt.name)
         return f"{type(exc).__name__}: {exc}", False
+
+    def call() -> None:
+        token = _running.set(running)
+        try:
+            handler(platform, **attempt.args)
+        finally:
+            _running.reset(token)
+
     try:
-        _call_with_deadline(lambda: handler(platform, **attempt.args), attempt.timeout)
+        _call_with_deadline(call, attempt.timeout)
     except Exception as exc:  # noqa: BLE001 - a handler's failure is the job's, recorded on the row
         if not isinstance(exc, JobTimeout):
             log.exception("job %s (%s) attempt %d raised", attempt.job_id, attempt.name, attempt.number)

@@ -20,6 +20,7 @@ from sqlalchemy import Row, bindparam, select, update
 from mlplatform.core.db.base import utcnow
 from mlplatform.core.db.models import Project
 from mlplatform.core.db.registry import ModelVersion, RegisteredModel
+from mlplatform.core.jobs.runner import succeed_in
 from mlplatform.core.model_loading import (
     available_flavors,
     cache_root,
@@ -128,3 +129,4 @@ def _record(
             summary={"model": found.model, "version": found.version, "message": message},
             platform=platform,
         )
+        succeed_in(session)  # the job ends with this commit
