@@ -618,10 +618,13 @@ def deployments() -> None:
 
 @deployments.command("list")
 @project_option
+@click.option("--model", default=None, help="Only this model's deployments.")
+@click.option("--environment", default=None, help="Only deployments to this environment.")
+@click.option("--status", default=None, help="Only deployments in this status (healthy, failed, retired, ...).")
 @client_errors
-def deployments_list(project: str) -> None:
-    """List deployments: model, environment, status, traffic (version:weight)."""
-    for deployment in sdk(project).list_deployments():
+def deployments_list(project: str, model: str | None, environment: str | None, status: str | None) -> None:
+    """List deployments, oldest first: model, environment, status, traffic (version:weight)."""
+    for deployment in sdk(project).list_deployments(model=model, environment=environment, status=status):
         click.echo(_deployment_line(deployment))
 
 

@@ -647,8 +647,18 @@ class Client:
     def get_deployment(self, model: str, env: str, *, project: str | None = None) -> Deployment:
         return Deployment.from_json(self.http.json("GET", f"{self._p(project)}/models/{model}/deployments/{env}"))
 
-    def list_deployments(self, *, project: str | None = None) -> list[Deployment]:
-        return [Deployment.from_json(d) for d in self.http.json("GET", f"{self._p(project)}/deployments")["items"]]
+    def list_deployments(
+        self,
+        *,
+        model: str | None = None,
+        environment: str | None = None,
+        status: str | None = None,
+        project: str | None = None,
+    ) -> list[Deployment]:
+        """Every deployment of the project matching the given filters (all pages), oldest first."""
+        filters = {"model": model, "environment": environment, "status": status}
+        params = {key: value for key, value in filters.items() if value is not None}
+        return [Deployment.from_json(d) for d in self._pages(f"{self._p(project)}/deployments", params)]
 
     def wait_for_deployment(
         self,

@@ -17,7 +17,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from prometheus_client.core import CounterMetricFamily
 
 from api.security import requires
-from api.views.common import API_PREFIX, Blueprint, caller, platform
+from api.views.common import API_PREFIX, Blueprint, PageArgs, caller, platform
 from mlplatform.core.db.deployments import DEPLOYMENT_STATUSES
 from mlplatform.core.gateway import Gateway, read_json_body
 from mlplatform.core.services import access
@@ -95,6 +95,12 @@ class DeploymentListSchema(Schema):
     next_page_token = fields.String(allow_none=True)
 
 
+class DeploymentListArgs(PageArgs):
+    model = fields.String(load_default=None)
+    environment = fields.String(load_default=None)
+    status = fields.String(load_default=None, validate=validate.OneOf(DEPLOYMENT_STATUSES))
+
+
 class PredictRequestSchema(Schema):
     instances = fields.List(fields.Dict(), metadata={"description": "Records: one object per row"})
     columns = fields.List(fields.String(), metadata={"description": "Split: column names, with data"})
@@ -168,12 +174,13 @@ class _CaptureCollector:
 @blp.route("/<project>/deployments")
 class ProjectDeployments(MethodView):
     @requires(access.project_role("viewer"))
+    @blp.arguments(DeploymentListArgs, location="query")
     @blp.response(200, DeploymentListSchema)
-    def get(self, project: str) -> Response:
-        """List the project's deployments with their status and traffic (versions and weights)"""
+    def get(self, args: dict[str, Any], project: str) -> Response:
+        """List the project's deployments with their status and traffic, oldest first; filter by model, environment, status"""
         with platform().db.read() as session:
-            views = service.list_deployments(session, project)
-            return json_response({"items": [v.to_dict() for v in views], "next_page_token": None})
+            page = service.page_deployments(session, project, **args)
+            return json_response({"items": [v.to_dict() for v in page.items], "next_page_token": page.next_page_token})
 
 
 @blp.route("/<project>/models/<model>/deployments/<environment>")

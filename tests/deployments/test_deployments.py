@@ -179,3 +179,44 @@ def test_check_deployable_names_the_problem() -> None:
     version = ModelVersion(version=3, status="ready", archived=False, artifact_sha256=None, status_message="")
     with pytest.raises(Conflict, match="digest"):
         service.check_deployable(version, "churn")
+
+
+def test_the_deployment_list_pages_and_filters(api: Api, tmp_path: Path) -> None:
+    """Rows written straight to the table (three models, two environments): the list pages in
+    creation order and filters by model, environment and status; bad arguments are a 4xx."""
+    from mlplatform.core.db.registry import RegisteredModel
+
+    rows = [("churn", "staging", "healthy"), ("fraud", "staging", "failed"), ("churn", "production", "retired")]
+    rows.append(("upsell", "staging", "healthy"))
+    for index, (model, _, _) in enumerate(rows):
+        add_version(api.platform, tmp_path / str(index), index + 1, model=model)
+    with api.platform.db.write() as session:
+        models = {m.name: m for m in session.scalars(select(RegisteredModel))}
+        for model, environment, status in rows:
+            session.add(
+                Deployment(
+                    project_id=models[model].project_id,
+                    model_id=models[model].id,
+                    environment=environment,
+                    target="local",
+                    status=status,
+                    updated_by="test",
+                )
+            )
+    url = f"/api/v1/projects/{PROJECT}/deployments"
+
+    first = api.get(url, query_string={"page_size": 3}).json
+    assert [(d["model"], d["environment"]) for d in first["items"]] == [(m, e) for m, e, _ in rows[:3]]
+    rest = api.get(url, query_string={"page_size": 3, "page_token": first["next_page_token"]}).json
+    assert [d["model"] for d in rest["items"]] == ["upsell"] and rest["next_page_token"] is None
+
+    def listed(**filters: str) -> list[tuple[str, str]]:
+        return [(d["model"], d["environment"]) for d in api.get(url, query_string=filters).json["items"]]
+
+    assert listed(model="churn") == [("churn", "staging"), ("churn", "production")]
+    assert listed(environment="staging", status="healthy") == [("churn", "staging"), ("upsell", "staging")]
+    assert listed(model="nope") == []
+    assert api.get(url, query_string={"status": "sleeping"}).status_code == 422
+    assert api.get(url, query_string={"page_size": 0}).status_code == 422
+    assert api.get(url, query_string={"page_token": "%%%"}).status_code in (400, 422)
+    assert api.get("/api/v1/projects/nope/deployments").status_code == 404

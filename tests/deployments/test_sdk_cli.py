@@ -48,6 +48,8 @@ def test_sdk_deploy_predict_undeploy(served: tuple[str, Api], tmp_path: Path) ->
         client.undeploy("churn", "staging", if_match=current.etag)
         assert client.wait_for_deployment("churn", "staging", timeout=30).status == "retired"
         assert [d.status for d in client.list_deployments()] == ["retired"]
+        assert client.list_deployments(status="healthy") == []
+        assert [d.environment for d in client.list_deployments(model="churn", environment="staging")] == ["staging"]
 
 
 @pytest.mark.parametrize("db_kind", ["sqlite"])
@@ -62,6 +64,8 @@ def test_cli_commands(served: tuple[str, Api], tmp_path: Path, monkeypatch: pyte
     assert result.output.strip() == "churn\tstaging\thealthy\tv1:100%"
     result = runner.invoke(main, ["deployments", "list", "-p", "acme"])
     assert result.output.strip() == "churn\tstaging\thealthy\tv1:100%"
+    result = runner.invoke(main, ["deployments", "list", "-p", "acme", "--status", "failed"])
+    assert result.exit_code == 0 and result.output == ""
     result = runner.invoke(main, ["deploy", "-p", "acme", "churn", "production", "1"])
     assert result.exit_code == 1 and "409" in result.output and "promotions" in result.output
     result = runner.invoke(main, ["undeploy", "-p", "acme", "churn", "staging", "--timeout", "30"])

@@ -33,6 +33,7 @@ from mlplatform.core.db.session import after_commit
 from mlplatform.core.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from mlplatform.core.services import audit, registry, targets
 from mlplatform.core.services.access import get_project
+from mlplatform.core.services.pagination import Page, decode_token, encode_token
 
 if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
@@ -213,6 +214,38 @@ def list_deployments(session: Session, project: str) -> list[DeploymentView]:
     )
     traffic = _traffic(session, [d.id for d, _ in rows])
     return [DeploymentView(d, project, name, traffic[d.id]) for d, name in rows]
+
+
+def page_deployments(
+    session: Session,
+    project: str,
+    *,
+    model: str | None = None,
+    environment: str | None = None,
+    status: str | None = None,
+    page_size: int = 100,
+    page_token: str | None = None,
+) -> Page[DeploymentView]:
+    """The project's deployments matching every given filter, oldest first, a page at a time."""
+    project_row = get_project(session, project)
+    query = (
+        select(Deployment, RegisteredModel.name)
+        .join(RegisteredModel, RegisteredModel.id == Deployment.model_id)
+        .where(Deployment.project_id == project_row.id)
+    )
+    if model is not None:
+        query = query.where(RegisteredModel.name == model)
+    if environment is not None:
+        query = query.where(Deployment.environment == environment)
+    if status is not None:
+        query = query.where(Deployment.status == status)
+    if page_token:
+        query = query.where(Deployment.id > decode_token(page_token))
+    rows = list(session.execute(query.order_by(Deployment.id).limit(page_size + 1)))
+    more, rows = len(rows) > page_size, rows[:page_size]
+    traffic = _traffic(session, [d.id for d, _ in rows])
+    views = [DeploymentView(d, project, name, traffic[d.id]) for d, name in rows]
+    return Page(views, encode_token(rows[-1][0].id) if more and rows else None)
 
 
 # --- optimistic concurrency -----------------------------------------------------------------
