@@ -6,10 +6,11 @@ import io
 import threading
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from mlplatform.core.backends import Identity
 from mlplatform.core.db.base import utcnow
+from mlplatform.core.db.deployments import DeploymentVersion
 from mlplatform.core.db.models import User
 from mlplatform.core.db.promotions import Promotion
 from mlplatform.core.db.registry import ModelVersion, RegisteredModel
@@ -287,3 +288,9 @@ def test_a_deployed_or_promoting_version_cannot_be_deleted(reg: Api, sklearn_mod
     refused = reg.delete(f"{M}/churn/versions/2", token="maint")
     assert refused.status_code == 409 and "being promoted" in refused.json["message"], refused.json
     assert [v["version"] for v in reg.get(f"{M}/churn/versions").json["items"]] == [1, 2]
+
+    with reg.platform.db.write() as session:  # nothing deployed any more: only the promotion holds the model
+        session.execute(update(DeploymentVersion).values(status="retired", weight=0))
+    refused = reg.delete(f"{M}/churn", token="maint")
+    assert refused.status_code == 409 and "v2 promotion under way" in refused.json["errors"]["versions"], refused.json
+    assert reg.get(f"{M}/churn/versions/2").status_code == 200

@@ -24,6 +24,8 @@ from mlplatform.core.db.base import utcnow
 from mlplatform.core.db.deployments import DeploymentVersion
 from mlplatform.core.db.models import Project
 from mlplatform.core.db.monitoring import ReferenceProfile
+from mlplatform.core.db.promotions import ACTIVE_STATES as PROMOTION_ACTIVE_STATES
+from mlplatform.core.db.promotions import Promotion
 from mlplatform.core.db.registry import ModelAlias, ModelVersion, RegisteredModel
 from mlplatform.core.db.session import after_commit
 from mlplatform.core.errors import Conflict, InvalidInput, NotFound
@@ -350,7 +352,7 @@ def delete_model(session: Session, identity: Identity, project_name: str, name: 
     """Delete a model with its versions and aliases; their files (each version's folder and
     reference profile) are removed from the artifact store after the commit.
 
-    ``Conflict`` while any of its versions is deployed (see ``deployed_versions``).
+    ``Conflict`` while any of its versions is deployed (see ``deployed_versions``) or being promoted.
     """
     project = access.get_project(session, project_name)
     model = get_model(session, project, name, for_update=True)
@@ -361,6 +363,18 @@ def delete_model(session: Session, identity: Identity, project_name: str, name: 
         raise Conflict(
             f"model {name!r} cannot be deleted: version(s) {', '.join(map(str, numbers))} are deployed; undeploy them first",
             errors={"versions": [f"v{n} deployed" for n in numbers]},
+        )
+    promoting = session.execute(
+        select(Promotion.id, ModelVersion.version)
+        .join(ModelVersion, ModelVersion.id == Promotion.version_id)
+        .where(Promotion.version_id.in_(ids), Promotion.state.in_(PROMOTION_ACTIVE_STATES))
+        .limit(1)
+    ).first()
+    if promoting is not None:
+        raise Conflict(
+            f"model {name!r} cannot be deleted: version {promoting.version} is being promoted (promotion "
+            f"{promoting.id}); finish or cancel it first",
+            errors={"versions": [f"v{promoting.version} promotion under way"]},
         )
     count = session.scalar(select(func.count()).select_from(ModelVersion).where(ModelVersion.model_id == model.id))
     record_change(
