@@ -20,7 +20,6 @@ over the cluster network; keep it unexposed.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import uuid
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, request
 from sqlalchemy import select
 
+from mlplatform.core import wire_json
 from mlplatform.core.backends import DeploymentSpec, Predictor
 from mlplatform.core.db.models import Project
 from mlplatform.core.db.registry import ModelVersion, RegisteredModel
@@ -147,8 +147,7 @@ def create_model_server(platform: Platform, spec: DeploymentSpec, *, load: bool 
 
 
 def _json(body: Any, headers: dict[str, str] | None = None, status: int = 200) -> Response:
-    text = json.dumps(body, separators=(",", ":"), default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
-    return Response(text, status=status, headers=headers, mimetype="application/json")
+    return Response(wire_json.dumps(body), status=status, headers=headers, mimetype="application/json")
 
 
 def _error(status: int, message: str, errors: dict[str, Any] | None = None) -> Response:

@@ -13,8 +13,7 @@ from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
 from api.security import requires
-from api.views.common import API_PREFIX, Blueprint, PageArgs, caller, page_schema, platform
-from api.views.runs import json_response
+from api.views.common import API_PREFIX, Blueprint, PageArgs, caller, json_response, page_schema, platform
 from mlplatform.core.db.monitoring import ALERT_STATES, COMPARISONS, SEVERITIES
 from mlplatform.core.services import access, alert_rules, alerting
 

@@ -9,6 +9,7 @@ import flask_smorest
 from flask import Response, current_app, g, stream_with_context
 from marshmallow import Schema, fields, validate
 
+from mlplatform.core import wire_json
 from mlplatform.core.backends import Identity
 from mlplatform.core.db.models import Project
 from mlplatform.core.services.pagination import MAX_PAGE_SIZE
@@ -72,3 +73,8 @@ def download_response(download: Any, chunk_size: int = 1024 * 1024) -> Response:
     response = Response(stream_with_context(chunks()), content_type=download.content_type)
     response.content_length = download.size
     return response
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A compact JSON response built without a schema pass (``wire_json``: orjson, numpy, NaN as null)."""
+    return Response(wire_json.dumps(body), status=status, headers=headers, mimetype="application/json")

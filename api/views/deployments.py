@@ -8,7 +8,6 @@ it skips marshmallow (the schemas below only document it), reads the body under
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
@@ -17,7 +16,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from prometheus_client.core import CounterMetricFamily
 
 from api.security import requires
-from api.views.common import API_PREFIX, Blueprint, PageArgs, caller, platform
+from api.views.common import API_PREFIX, Blueprint, PageArgs, caller, json_response, platform
 from mlplatform.core.db.deployments import DEPLOYMENT_STATUSES
 from mlplatform.core.gateway import Gateway, read_json_body
 from mlplatform.core.services import access
@@ -120,20 +119,6 @@ IF_MATCH = {
     "schema": {"type": "string"},
     "description": "The ETag of the deployment as you read it; 412 if it changed since",
 }
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """A compact JSON response without a schema pass; numpy scalars become plain numbers."""
-    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=_plain)
-    return Response(text, status=status, headers=headers, mimetype="application/json")
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _deployment_response(view: service.DeploymentView, status: int = 200) -> Response:

@@ -23,11 +23,11 @@ from api.views.common import (
     authorized_project,
     caller,
     download_response,
+    json_response,
     page_body,
     page_schema,
     platform,
 )
-from api.views.runs import json_response
 from mlplatform.core.db.registry import VERSION_STATUSES
 from mlplatform.core.errors import InvalidInput
 from mlplatform.core.services import access

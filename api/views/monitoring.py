@@ -24,8 +24,7 @@ from flask.views import MethodView
 from marshmallow import Schema, fields
 
 from api.security import requires
-from api.views.common import API_PREFIX, Blueprint, caller, platform
-from api.views.runs import json_response
+from api.views.common import API_PREFIX, Blueprint, caller, json_response, platform
 from mlplatform.core.errors import InvalidInput
 from mlplatform.core.services import access
 from mlplatform.core.services import monitoring as service

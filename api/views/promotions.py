@@ -15,8 +15,8 @@ from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
 from api.security import requires
-from api.views.common import API_PREFIX, Blueprint, PageArgs, caller, platform
-from api.views.deployments import VersionRef, json_response
+from api.views.common import API_PREFIX, Blueprint, PageArgs, caller, json_response, platform
+from api.views.deployments import VersionRef
 from mlplatform.core.db.promotions import PROMOTION_STATES, STRATEGIES
 from mlplatform.core.services import access
 from mlplatform.core.services import promotions as service

@@ -10,8 +10,8 @@ from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
 from api.security import requires
-from api.views.common import API_PREFIX, Blueprint, platform
-from api.views.runs import RunSchema, json_response, run_body
+from api.views.common import API_PREFIX, Blueprint, json_response, platform
+from api.views.runs import RunSchema, run_body
 from mlplatform.core.services import access, metric_history, run_search
 from mlplatform.core.services.pagination import MAX_PAGE_SIZE
 from mlplatform.core.services.tracking_batch import to_wire

@@ -145,3 +145,51 @@ def test_redis_rate_limit_through_the_api(
     assert predict(api, {"instances": ROWS}).status_code == 200
     response = predict(api, {"instances": ROWS})
     assert response.status_code == 429 and int(response.headers["Retry-After"]) >= 1
+
+
+NAN_MODEL = """
+class Model:
+    def predict(self, frame):
+        return [float("nan") if i % 2 == 0 else 1.5 for i in range(len(frame))]
+"""
+
+
+def test_a_nan_prediction_is_served_as_null_in_strict_json(api: Api, tmp_path: Path) -> None:
+    import json
+
+    from mlplatform.core.model_loading import DESCRIPTOR
+    from tests.deployments.conftest import SIGNATURE, store_version
+
+    folder = tmp_path / "nan-model"
+    folder.mkdir()
+    (folder / "model.py").write_text(NAN_MODEL)
+    (folder / DESCRIPTOR).write_text(json.dumps({"flavor": "python_function", "module": "model.py", "class": "Model"}))
+    signature = {**SIGNATURE, "outputs": [{"type": "double"}]}
+    store_version(api.platform, folder, 1, flavor="python_function", signature=signature)
+    deployed = deploy(api, 1)
+    assert deployed["status"] == "healthy", deployed["status_message"]
+    response = predict(api, {"instances": ROWS})
+    assert response.status_code == 200, response.json
+
+    def refuse(literal: str) -> None:
+        raise AssertionError(f"non-JSON literal {literal} in {response.data!r}")
+
+    assert json.loads(response.data, parse_constant=refuse)["predictions"] == [None, 1.5]
+
+
+def test_the_wire_encoder_turns_numpy_dates_and_non_finite_floats_into_json() -> None:
+    import datetime as dt
+
+    import numpy as np
+
+    from mlplatform.core import wire_json
+
+    body = {
+        "array": np.array([1.0, np.nan, np.inf]),
+        "scalar": np.int64(3),
+        "at": dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC),
+        7: "int key",
+    }
+    assert wire_json.dumps(body) == (
+        b'{"array":[1.0,null,null],"scalar":3,"at":"2026-12-07T12:00:00+00:00","7":"int key"}'
+    )

@@ -239,8 +239,11 @@ def test_breach_in_the_guard_period_after_completion_rolls_back(
         ("rollback", "passed"),
     ]
     assert body["reason"].startswith("SLO breach: error rate") and body["guard_until"] is None
+    # measured rates are rounded to 4 places: a breach just over the 0.02 margin shows as 0.02
     assert (
-        measured["new"]["errors"] >= 1 and measured["new"]["error_rate"] > 0.02 and measured["old"]["error_rate"] == 0.0
+        measured["new"]["errors"] >= 1
+        and measured["new"]["error_rate"] >= 0.02
+        and measured["old"]["error_rate"] == 0.0
     )
     actions = [
         e["action"]
@@ -292,7 +295,9 @@ def test_guard_in_a_process_that_serves_nothing_reads_the_captured_records(
 
     measured = check_rolled_back(api, body, receiver, [sender], settled, kind="traffic", index=1)
     assert measured["source"] == "capture" and measured["breaches"][0].startswith("error rate")
-    assert measured["new"]["requests"] >= 10 and measured["new"]["error_rate"] > 0.02 and measured["old"]["errors"] == 0
+    assert (
+        measured["new"]["requests"] >= 10 and measured["new"]["error_rate"] >= 0.02 and measured["old"]["errors"] == 0
+    )
     assert body["rollout"][1]["seconds"] < 30.0
 
     # Once everything is written, the captured figures are the client's, counted in requests (not rows).

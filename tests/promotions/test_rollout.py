@@ -92,7 +92,9 @@ def test_error_rate_rolls_back_within_one_step(
     assert failed_step["seconds"] < 10.0  # within the first step's bake
     measured = failed_step["measured"]
     # judged as soon as v2 had min_requests (10) answers: any error rate above 0% + 2% is a breach
-    assert measured["new"]["requests"] >= 10 and measured["new"]["errors"] >= 1 and measured["new"]["error_rate"] > 0.02
+    assert (
+        measured["new"]["requests"] >= 10 and measured["new"]["errors"] >= 1 and measured["new"]["error_rate"] >= 0.02
+    )
     assert measured["old"]["error_rate"] == 0.0 and measured["breaches"][0].startswith("error rate")
     rollback = body["rollout"][-1]
     assert rollback["kind"] == "rollback" and "traffic restored" in rollback["measured"]["traffic"]
@@ -120,7 +122,7 @@ def test_error_rate_rolls_back_within_one_step(
     (notice,) = receiver.bodies()
     assert notice["title"].startswith(f"promotion {body['id']} rolled back: churn v2 in production")
     assert notice["labels"]["kind"] == "promotion_rollback" and notice["severity"] == "critical"
-    assert notice["values"]["new"]["error_rate"] > 0.02 and notice["values"]["breaches"]
+    assert notice["values"]["new"]["error_rate"] >= 0.02 and notice["values"]["breaches"]
 
 
 def test_blue_green_smoke_tests_through_the_gateway(papi: Callable[..., Api], tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, bindparam, select, update
 
+from mlplatform.core import wire_json
 from mlplatform.core.db.base import utcnow
 from mlplatform.core.db.models import Project
 from mlplatform.core.db.registry import ModelVersion, RegisteredModel
@@ -97,7 +98,7 @@ def _check(
     predictions = to_list(predictor.predict(frame))
     if len(predictions) != len(frame):
         raise ValueError(f"the model returned {len(predictions)} predictions for {len(frame)} example rows")
-    json.dumps(predictions)  # predictions must be JSON to be served
+    wire_json.dumps(predictions)  # predictions must be JSON to be served
     if signature is not None and not signature.get("outputs"):
         return infer_outputs(predictions)
     return None
