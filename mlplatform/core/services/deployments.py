@@ -33,7 +33,7 @@ from mlplatform.core.db.session import after_commit
 from mlplatform.core.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from mlplatform.core.services import audit, registry, targets
 from mlplatform.core.services.access import get_project
-from mlplatform.core.services.pagination import Page, decode_token, encode_token
+from mlplatform.core.services.pagination import Page, paginate
 
 if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
@@ -229,7 +229,7 @@ def page_deployments(
     """The project's deployments matching every given filter, oldest first, a page at a time."""
     project_row = get_project(session, project)
     query = (
-        select(Deployment, RegisteredModel.name)
+        select(Deployment)
         .join(RegisteredModel, RegisteredModel.id == Deployment.model_id)
         .where(Deployment.project_id == project_row.id)
     )
@@ -239,13 +239,17 @@ def page_deployments(
         query = query.where(Deployment.environment == environment)
     if status is not None:
         query = query.where(Deployment.status == status)
-    if page_token:
-        query = query.where(Deployment.id > decode_token(page_token))
-    rows = list(session.execute(query.order_by(Deployment.id).limit(page_size + 1)))
-    more, rows = len(rows) > page_size, rows[:page_size]
-    traffic = _traffic(session, [d.id for d, _ in rows])
-    views = [DeploymentView(d, project, name, traffic[d.id]) for d, name in rows]
-    return Page(views, encode_token(rows[-1][0].id) if more and rows else None)
+    page = paginate(session, query, Deployment.id, page_size, page_token)
+    model_ids = {d.model_id for d in page.items}
+    names = {
+        model_id: name
+        for model_id, name in session.execute(
+            select(RegisteredModel.id, RegisteredModel.name).where(RegisteredModel.id.in_(model_ids))
+        )
+    }
+    traffic = _traffic(session, [d.id for d in page.items])
+    views = [DeploymentView(d, project, names[d.model_id], traffic[d.id]) for d in page.items]
+    return Page(views, page.next_page_token)
 
 
 # --- optimistic concurrency -----------------------------------------------------------------

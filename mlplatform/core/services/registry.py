@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
 from mlplatform.core.backends import Identity
@@ -348,6 +348,17 @@ def deployed_versions(session: Session, version_ids: Any) -> list[int]:
     )
 
 
+def promotion_under_way(session: Session, version_ids: Any) -> Row[tuple[int, int]] | None:
+    """One active promotion of a version among ``version_ids`` (a list or a subquery) as
+    ``(id, version)`` (the promotion's id and the version's number), or ``None``."""
+    return session.execute(
+        select(Promotion.id, ModelVersion.version)
+        .join(ModelVersion, ModelVersion.id == Promotion.version_id)
+        .where(Promotion.version_id.in_(version_ids), Promotion.state.in_(PROMOTION_ACTIVE_STATES))
+        .limit(1)
+    ).first()
+
+
 def delete_model(session: Session, identity: Identity, project_name: str, name: str, *, platform: Platform) -> None:
     """Delete a model with its versions and aliases; their files (each version's folder and
     reference profile) are removed from the artifact store after the commit.
@@ -364,12 +375,7 @@ def delete_model(session: Session, identity: Identity, project_name: str, name: 
             f"model {name!r} cannot be deleted: version(s) {', '.join(map(str, numbers))} are deployed; undeploy them first",
             errors={"versions": [f"v{n} deployed" for n in numbers]},
         )
-    promoting = session.execute(
-        select(Promotion.id, ModelVersion.version)
-        .join(ModelVersion, ModelVersion.id == Promotion.version_id)
-        .where(Promotion.version_id.in_(ids), Promotion.state.in_(PROMOTION_ACTIVE_STATES))
-        .limit(1)
-    ).first()
+    promoting = promotion_under_way(session, ids)
     if promoting is not None:
         raise Conflict(
             f"model {name!r} cannot be deleted: version {promoting.version} is being promoted (promotion "

@@ -35,6 +35,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
+    Connection,
     Double,
     Row,
     Table,
@@ -53,7 +54,6 @@ from sqlalchemy.orm import Session
 from mlplatform.core.backends import ArtifactInfo, ArtifactStore, Identity
 from mlplatform.core.db.base import utcnow
 from mlplatform.core.db.models import Project
-from mlplatform.core.db.promotions import ACTIVE_STATES, Promotion
 from mlplatform.core.db.registry import ModelAlias, ModelVersion, RegisteredModel
 from mlplatform.core.db.tracking import LatestMetric, Param, Run
 from mlplatform.core.errors import Conflict, InvalidInput, Unprocessable
@@ -70,6 +70,7 @@ from mlplatform.core.services.registry import (
     deployed_versions,
     get_model,
     merge_tags,
+    promotion_under_way,
     record_change,
     remove_files_after_commit,
     resolve_version,
@@ -298,12 +299,7 @@ def create_version_row(
             _INSERT_NEXT_VERSION, {**model_key, **{f"v_{key}": value for key, value in fields.items()}}
         ).first()
     else:
-        touched = connection.execute(_TOUCH_MODEL, model_key).first()
-        inserted = None
-        if touched is not None:
-            model_id, number = touched
-            row = {"model_id": model_id, "version": number, **fields}
-            inserted = (connection.execute(_INSERT_VERSION, row).scalar_one(), model_id, number)
+        inserted = _number_then_insert(connection, model_key, fields)
     if inserted is None:
         get_model(session, project, model_name)  # raises NotFound naming the model
     version_id, model_id, number = inserted
@@ -322,6 +318,18 @@ def create_version_row(
     if digest is not None:
         _enqueue_validation(session, version, project, platform)
     return version
+
+
+def _number_then_insert(
+    connection: Connection, model_key: Mapping[str, Any], fields: Mapping[str, Any]
+) -> tuple[int, int, int] | None:
+    """``(version id, model id, number)`` in two statements (SQLite), or ``None`` if there is no such model."""
+    touched = connection.execute(_TOUCH_MODEL, model_key).first()
+    if touched is None:
+        return None
+    model_id, number = touched
+    row = {"model_id": model_id, "version": number, **fields}
+    return connection.execute(_INSERT_VERSION, row).scalar_one(), model_id, number
 
 
 def _enqueue_validation(session: Session, version: ModelVersion, project: Project, platform: Platform | None) -> None:
@@ -652,12 +660,10 @@ def delete_version(
             f"version {version.version} of {model_name!r} is deployed: undeploy it before deleting it",
             errors={"version": ["deployed"]},
         )
-    promoting = session.scalar(
-        select(Promotion.id).where(Promotion.version_id == version.id, Promotion.state.in_(ACTIVE_STATES)).limit(1)
-    )
+    promoting = promotion_under_way(session, [version.id])
     if promoting is not None:
         raise Conflict(
-            f"version {version.version} of {model_name!r} is being promoted (promotion {promoting}): "
+            f"version {version.version} of {model_name!r} is being promoted (promotion {promoting.id}): "
             "finish or cancel it before deleting the version",
             errors={"version": ["promotion under way"]},
         )
