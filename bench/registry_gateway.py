@@ -201,6 +201,8 @@ class Stack:
             return f"sqlite:///{self.tmp / kind / (kind + '.db')}"
         db = common.create_pg_database(f"bench_{kind}")
         self.dbs.append(db)
+        if not self.args.pg_durable_commit:  # a diagnostic, for ours and MLflow's databases alike
+            common.psql(f'ALTER DATABASE "{db}" SET synchronous_commit = off')
         return common.pg_url(db, "psycopg2" if kind.startswith("mlflow") else "")
 
     # --- ours
@@ -743,6 +745,8 @@ def table(results: list[dict[str, Any]], direct: dict[str, Any], args: argparse.
                 target, met = (
                     ("ours <= 3 ms", "yes" if p50 <= 3 else "NO") if name.startswith("mlplatform") else ("-", "-")
                 )
+                if res["backend"] == "postgresql" and not args.pg_durable_commit:
+                    target, met = "diagnostic: synchronous_commit = off", "-"
                 lines.append(f"| {res['backend']} | {label} | {name} | {p50:.2f} | {p90:.2f} | {target} | {met} |")
     lines += [
         "",
@@ -806,6 +810,14 @@ def main() -> None:
         help="job layouts for our registry writes: inline (the embedded default: jobs on the server's threads), "
         "rq (the production layout: Redis and one `mlplatform worker`)",
     )
+    p.add_argument(
+        "--pg-no-durable-commit",
+        dest="pg_durable_commit",
+        action="store_false",
+        help="diagnostic: every PostgreSQL database (ours and MLflow's) with synchronous_commit = off, so a "
+        "COMMIT does not wait for the WAL flush to disk; shows how much of a write is that flush. Not a "
+        "setting the targets are measured with (an acknowledged write could be lost in a crash)",
+    )
     p.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     p.add_argument("--mlflow", default=str(HERE / ".venv-mlflow/bin/mlflow"), help="the mlflow executable")
     p.add_argument("--out", type=Path, default=HERE / "results", help="directory for the JSON results")
@@ -832,7 +844,16 @@ def main() -> None:
         "versions": versions(args),
         "settings": {
             k: getattr(args, k)
-            for k in (*full, "workers", "clients", "backends", "gateway_backends", "mlflow_modes", "jobs")
+            for k in (
+                *full,
+                "workers",
+                "clients",
+                "backends",
+                "gateway_backends",
+                "mlflow_modes",
+                "jobs",
+                "pg_durable_commit",
+            )
         },
         "bench_config": {
             "gateway.rate_limit": {"requests_per_second": 1e9, "burst": 1_000_000_000},
