@@ -11,7 +11,7 @@ from flask import Flask, Response, g, request
 from flask_smorest import Api
 
 import mlplatform
-from api import errors, security
+from api import converters, errors, security
 from api.metrics import Metrics
 from api.portal import session as portal_session
 from api.portal import views as portal_views
@@ -41,6 +41,7 @@ def create_app(platform: Platform | None = None, **flask_config: Any) -> Flask:
     platform = platform or Platform.from_file()
     migrate.require_current(platform.db.engine)
     app = Flask("mlplatform", static_folder=None)
+    converters.install(app)  # before any route is added
     app.config.update(
         API_TITLE="mlplatform",
         API_VERSION=mlplatform.__version__,

@@ -9,7 +9,8 @@ from werkzeug.wrappers import Response
 
 from api.portal import session as portal_session
 from api.security import requires
-from mlplatform.core.errors import AuthenticationError
+from mlplatform.core import storable
+from mlplatform.core.errors import AuthenticationError, InvalidInput
 from mlplatform.core.services import access
 from mlplatform.core.services import projects as project_service
 
@@ -18,6 +19,17 @@ bp = Blueprint("portal", __name__, template_folder="../templates", static_folder
 
 def platform() -> Any:
     return current_app.extensions["mlplatform"]
+
+
+@bp.before_request
+def refuse_unstorable_fields() -> None:
+    """A query or form value no database can store (a NUL from ``%00``) is a 400 page naming
+    the field, before any page's own code reads it (``core.storable``)."""
+    for source in (request.args, request.form):
+        for key, value in source.items(multi=True):
+            found = storable.problem(key) or storable.problem(value)
+            if found is not None:
+                raise InvalidInput(f"the field {key!r} {found}")
 
 
 @bp.app_context_processor

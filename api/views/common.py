@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 import flask_smorest
 from flask import Response, current_app, g, stream_with_context
 from marshmallow import Schema, fields, validate
+from webargs.flaskparser import FlaskParser
 
-from mlplatform.core import wire_json
+from mlplatform.core import storable, wire_json
 from mlplatform.core.backends import Identity
 from mlplatform.core.db.models import Project
+from mlplatform.core.errors import Unprocessable
 from mlplatform.core.services.pagination import MAX_PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -20,9 +22,35 @@ if TYPE_CHECKING:
 API_PREFIX = "/api/v1"
 
 
+def refuse_unstorable(data: Any, location: str = "json") -> None:
+    """422 naming the field if ``data`` holds a value no database can store (``core.storable``)."""
+    hit = storable.find(data)
+    if hit is None:
+        return
+    path, found = hit
+    errors: Any = [found]
+    for part in reversed(path):
+        errors = {str(part): errors}
+    name = ".".join(map(str, path)) or "the body"
+    raise Unprocessable(f"{name} {found}", errors={location: errors})
+
+
+class Parser(FlaskParser):
+    """webargs' Flask parser that also refuses values no database can store, after the schema
+    has loaded them (so an integer field given ``1e300`` is caught too)."""
+
+    def parse(self, argmap: Any, req: Any = None, *, location: str | None = None, **kwargs: Any) -> Any:
+        parsed = super().parse(argmap, req, location=location, **kwargs)
+        refuse_unstorable(parsed, location or self.location)
+        return parsed
+
+
 class Blueprint(flask_smorest.Blueprint):
     """flask-smorest's Blueprint with each ``arguments`` schema built once, where the route is
-    declared: given a class, webargs would build a schema (copying every field) per request."""
+    declared (given a class, webargs would build a schema, copying every field, per request),
+    parsed by ``Parser``."""
+
+    ARGUMENTS_PARSER = Parser()
 
     def arguments(self, schema: Any, *args: Any, **kwargs: Any) -> Any:
         return super().arguments(schema() if isinstance(schema, type) else schema, *args, **kwargs)

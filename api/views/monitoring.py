@@ -24,7 +24,7 @@ from flask.views import MethodView
 from marshmallow import Schema, fields
 
 from api.security import requires
-from api.views.common import API_PREFIX, Blueprint, caller, json_response, platform
+from api.views.common import API_PREFIX, Blueprint, caller, json_response, platform, refuse_unstorable
 from mlplatform.core.errors import InvalidInput
 from mlplatform.core.services import access
 from mlplatform.core.services import monitoring as service
@@ -149,6 +149,7 @@ class Reference(MethodView):
         kwargs: dict[str, Any]
         if kind == "application/json":
             body = request.get_json(silent=True)
+            refuse_unstorable(body)
             if (
                 not isinstance(body, dict)
                 or not isinstance(body.get("run_id"), str)
@@ -203,6 +204,7 @@ class Events(MethodView):
         kind = _content_type()
         if kind == "application/json":
             body = request.get_json(silent=True)
+            refuse_unstorable(body)
             if (
                 not isinstance(body, dict)
                 or len({"records", "labels"} & set(body)) != 1

@@ -16,7 +16,8 @@ from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
 from api.security import requires
-from api.views.common import API_PREFIX, Blueprint, caller, json_response, platform
+from api.views.common import API_PREFIX, Blueprint, caller, json_response, platform, refuse_unstorable
+from mlplatform.core import storable
 from mlplatform.core.db.tracking import RUN_STAGES, RUN_STATUSES
 from mlplatform.core.services import access
 from mlplatform.core.services import tracking_runs as run_service
@@ -149,7 +150,14 @@ def run_body(view: run_service.RunView) -> dict[str, Any]:
 def json_body(raw: bytes) -> Any:
     """The request's JSON: orjson (a 1000-point batch parses several times faster), else
     Flask's parser, which also takes the NaN and Infinity literals Python's json writes and
-    answers malformed JSON with the usual 400."""
+    answers malformed JSON with the usual 400. A value no database can store is a 422."""
+    body = _parse_json(raw)
+    if storable.json_needs_check(raw):
+        refuse_unstorable(body)
+    return body
+
+
+def _parse_json(raw: bytes) -> Any:
     if request.is_json:
         try:
             return orjson.loads(raw)

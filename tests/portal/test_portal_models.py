@@ -110,3 +110,11 @@ def test_alias_validation_errors_are_inline(world: World) -> None:
 def test_unknown_model_is_a_404_page(world: World) -> None:
     world.sign_in()
     assert "does not exist" in world.page(f"{P}/models/ghost", 404)
+
+
+def test_a_value_no_database_can_store_is_a_400_page(world: World) -> None:
+    world.sign_in("dev")
+    html = world.page(f"{P}/models?q=churn%00", status=400)
+    assert "contains a NUL character" in html
+    response = world.post(f"{P}/models/register", {"run_id": "r%00", "artifact_path": "model", "model": "a\x00b"})
+    assert response.status_code == 400 and "contains a NUL character" in response.get_data(as_text=True)

@@ -59,6 +59,10 @@ def parse_model_ref(ref: str) -> tuple[str, str | None]:
     return name, (version if at else None)
 
 
+#: Version numbers are a 32-bit column: a larger one names no version.
+MAX_VERSION_NUMBER = 2**31 - 1
+
+
 def version_number(ref: str | int) -> int | None:
     """The version number ``ref`` names (``3``, ``"3"``, ``"v3"``), or None if it is not one."""
     if isinstance(ref, int) and not isinstance(ref, bool):
@@ -101,8 +105,12 @@ def version_in(session: Session, model: RegisteredModel, ref: str | int) -> Mode
     model_name = model.name
     number = version_number(ref)
     if number is not None:
-        version = session.scalar(
-            select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.version == number)
+        version = (
+            session.scalar(
+                select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.version == number)
+            )
+            if 0 < number <= MAX_VERSION_NUMBER
+            else None
         )
         if version is None:
             raise NotFound(f"model {model_name!r} has no version {number}", errors={"version": ["not found"]})

@@ -21,7 +21,14 @@ from mlplatform.core.db.models import Project
 from mlplatform.core.db.registry import ModelAlias, ModelVersion, RegisteredModel
 from mlplatform.core.errors import Conflict, Unprocessable
 from mlplatform.core.services import access
-from mlplatform.core.services.registry import LATEST, get_model, record_change, version_in, version_number
+from mlplatform.core.services.registry import (
+    LATEST,
+    MAX_VERSION_NUMBER,
+    get_model,
+    record_change,
+    version_in,
+    version_number,
+)
 
 if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
@@ -64,7 +71,8 @@ def set_alias(
     project = access.project_named(session, project)
     connection = session.connection()
     number = version_number(version_ref)
-    if number is None:  # latest or another alias: resolve it under the model's lock first
+    if number is None or not 0 < number <= MAX_VERSION_NUMBER:
+        # latest or another alias: resolve it under the model's lock first (or say what is not found)
         model = get_model(session, project, model_name, for_update=True)
         number = version_in(session, model, version_ref).version
     found = connection.execute(
