@@ -6,7 +6,8 @@ the operation's own request schema: first one that passes the schema, then that 
 field at a time replaced by a value that passes a loose schema but can break a handler or the
 database: NUL bytes (PostgreSQL rejects them in text), integers past 64 bits, non-finite and huge
 floats, lone surrogates, empty and long strings, deep nesting. Query parameters get the same
-treatment. Each answer must be below 500 and, if an error, in the one error shape.
+treatment. Each answer must be below 500 and, if an error, in the one error shape; a refused
+write must leave the audit log (which every change writes in its transaction) as it was.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
+from mlplatform.core.db.models import AuditEvent
 from tests.api_client import Api
 from tests.deployments.conftest import MODEL, PROJECT, add_version, dapi, deploy  # noqa: F401 - dapi is a fixture
 
@@ -135,6 +138,12 @@ def concrete(path: str, world: dict[str, str]) -> str:
     return re.sub(r"\{([^}]+)\}", lambda m: world[m.group(1)], path)
 
 
+def audit_events(api: Api) -> int:
+    """Every change is audited in its own transaction, so a refused call must leave this count alone."""
+    with api.platform.db.read() as session:
+        return session.scalar(select(func.count()).select_from(AuditEvent))
+
+
 def check(response: Any, what: str) -> None:
     assert response.status_code < 500, (what, response.status_code, response.get_data(as_text=True)[:500])
     if response.status_code >= 400 and response.is_json:
@@ -156,9 +165,14 @@ def test_no_body_or_field_value_gives_a_500(api: Api, world: dict[str, str]) -> 
             check(response, f"{method} {path} raw {raw!r}")
         for field in leaf_paths(body):
             for value in NASTY:
+                assert api.platform.jobs.wait_idle(30)  # a job an earlier call queued audits on its own
+                before = audit_events(api)
                 changed = json.dumps(replaced(body, field, value))
                 response = api.call(method.upper(), url, data=changed, headers={"Content-Type": "application/json"})
-                check(response, f"{method} {path} {field}={value!r:.40}")
+                what = f"{method} {path} {field}={value!r:.40}"
+                check(response, what)
+                if response.status_code >= 400:
+                    assert audit_events(api) == before, f"{what} was refused but changed something"
                 called += 1
     assert called > 1000
 
