@@ -10,8 +10,9 @@ background so liveness answers at once:
 - ``GET /health``: 200 while the process runs;
 - ``GET /ready``: 200 once the model is loaded, 503 while loading or after a failed load
   (the message says why);
-- ``POST /predict``: ``{"instances": [...]}``, ``{"records": [...]}`` or
-  ``{"columns": [...], "data": [[...]]}`` -> ``{"predictions", "version", "request_id"}``;
+- ``POST /predict``: ``{"instances": [...]}``, ``{"records": [...]}``,
+  ``{"columns": [...], "data": [[...]]}`` or MLflow's shapes (``signature.BODY_SHAPES``) ->
+  ``{"predictions", "version", "request_id"}``;
   errors in the platform's shape ``{"code", "status", "message", "errors"}``.
 
 No authentication and no rate limit: the platform's gateway does both and calls this server
@@ -105,8 +106,6 @@ class ModelServer:
     def predict(self, body: Any) -> list[Any]:
         if self.predictor is None:
             raise ServiceUnavailable(self.error or "the model is still loading")
-        if isinstance(body, dict) and "records" in body and "instances" not in body:
-            body = {"instances": body["records"]}
         frame = validate_inputs(self.spec.signature, body)
         return list(self.predictor.predict(frame))
 

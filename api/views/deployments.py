@@ -104,6 +104,9 @@ class PredictRequestSchema(Schema):
     instances = fields.List(fields.Dict(), metadata={"description": "Records: one object per row"})
     columns = fields.List(fields.String(), metadata={"description": "Split: column names, with data"})
     data = fields.List(fields.List(fields.Raw()), metadata={"description": "Split: rows of values, in column order"})
+    dataframe_split = fields.Dict(metadata={"description": "MLflow's split: {columns, data} (index not needed)"})
+    dataframe_records = fields.List(fields.Dict(), metadata={"description": "MLflow's records, as instances"})
+    inputs = fields.Raw(metadata={"description": "MLflow's inputs: {column: [values]} or a list of records"})
 
 
 class PredictResponseSchema(Schema):
@@ -232,7 +235,7 @@ class Predict(MethodView):
     )
     @blp.response(200, PredictResponseSchema)
     def post(self, project: str, model: str, environment: str) -> Response:
-        """Predict with the deployment: records or columns in, one prediction per row out"""
+        """Predict with the deployment: records or columns in (ours or MLflow's shapes), one prediction per row out"""
         gw = gateway()
         identity = caller()
         gw.check_rate(str(identity.token_id) if identity.token_id is not None else f"user:{identity.username}")

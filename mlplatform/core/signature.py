@@ -150,7 +150,8 @@ def validate_inputs(signature: Mapping[str, Any] | None, body: Mapping[str, Any]
     """The request ``body`` as a DataFrame with the signature's columns, in signature order.
 
     ``body`` is ``{"instances": [{column: value}, ...]}`` (records) or
-    ``{"columns": [...], "data": [[...], ...]}`` (split). Each value is checked against its
+    ``{"columns": [...], "data": [[...], ...]}`` (split), or MLflow's equivalents (see
+    ``BODY_SHAPES``). Each value is checked against its
     column's type: ``integer`` takes whole numbers (``3.0`` too), ``number`` any number,
     ``boolean`` true/false, ``string`` a string, ``datetime`` an ISO 8601 string. A nullable
     column may be null or left out. With ``signature`` None the body is only checked for shape.
@@ -221,13 +222,54 @@ class _Absent:
 _ABSENT: Any = _Absent()
 
 
+#: The body shapes ``validate_inputs`` reads: ours, and MLflow's scoring protocol (``mlflow models
+#: serve``), so a client written for MLflow sends what it always sent.
+BODY_SHAPES = ("instances", "columns", "dataframe_split", "dataframe_records", "records", "inputs")
+
+
+def _our_shape(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``body`` as ``{"instances"}`` or ``{"columns", "data"}``: MLflow's ``dataframe_split``
+    (its ``index`` is not needed), ``dataframe_records`` and ``inputs`` (an object of columns or
+    a list of records) and our model server's ``records`` are the same data."""
+    given = [key for key in BODY_SHAPES if key in body or (key == "columns" and "data" in body)]
+    if len(given) > 1:
+        raise Unprocessable(
+            f"the body gives rows as both {given[0]!r} and {given[1]!r}: send one",
+            errors={key: ["only one of " + ", ".join(BODY_SHAPES)] for key in given},
+        )
+    if "dataframe_split" in body:
+        split = body["dataframe_split"]
+        if not isinstance(split, Mapping):
+            raise Unprocessable(
+                "'dataframe_split' must be an object with 'columns' and 'data'",
+                errors={"dataframe_split": ["not an object"]},
+            )
+        return {"columns": split.get("columns"), "data": split.get("data")}
+    for records in ("dataframe_records", "records"):
+        if records in body:
+            return {"instances": body[records]}
+    if "inputs" in body:
+        inputs = body["inputs"]
+        if not isinstance(inputs, Mapping):
+            return {"instances": inputs}
+        values = list(inputs.values())
+        if not values or not all(isinstance(v, list) for v in values) or len({len(v) for v in values}) != 1:
+            raise Unprocessable(
+                "'inputs' as an object must map each column to a list of values, all of one length",
+                errors={"inputs": ["not columns of equal length"]},
+            )
+        return {"columns": list(inputs), "data": [list(row) for row in zip(*values, strict=True)]}
+    return body
+
+
 def _rows_of(body: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    """(columns, rows as lists) from either body shape; absent record keys become ``_ABSENT``."""
+    """(columns, rows as lists) from any of ``BODY_SHAPES``; absent record keys become ``_ABSENT``."""
     if not isinstance(body, Mapping):
         raise Unprocessable(
             "the body must be a JSON object with 'instances' or 'columns' and 'data'",
             errors={"body": ["not an object"]},
         )
+    body = _our_shape(body)
     if "instances" in body:
         records = body["instances"]
         if not isinstance(records, list) or not records:

@@ -39,6 +39,15 @@ def test_deploy_then_predict_both_formats(api: Api, tmp_path: Path) -> None:
     assert response.status_code == 200, response.json
     assert response.json["predictions"] == [0, 1] and len(response.json["request_id"]) == 32
 
+    # what an MLflow scoring client sends to `mlflow models serve`
+    for body in (
+        {"dataframe_split": {"columns": ["x2", "x1"], "data": [[1.0, 0.0], [0.1, 1.1]], "index": [0, 1]}},
+        {"dataframe_records": ROWS},
+        {"inputs": {"x1": [0.0, 1.1], "x2": [1.0, 0.1]}},
+    ):
+        response = predict(api, body)
+        assert response.status_code == 200 and response.json["predictions"] == [0, 1], (body, response.json)
+
     listing = api.get(f"/api/v1/projects/{PROJECT}/deployments").json["items"]
     assert [(d["model"], d["environment"], d["status"], d["traffic"][0]["weight"]) for d in listing] == [
         ("churn", "staging", "healthy", 100)

@@ -66,6 +66,38 @@ def test_validate_records_and_split_give_the_same_frame_in_signature_order() -> 
     assert frame["city"].isna().all() and len(frame) == 2
 
 
+def test_mlflow_scoring_shapes_give_the_same_frame() -> None:
+    """What an MLflow client sends to ``mlflow models serve`` validates to the frame ours do."""
+    row = {"vip": True, "city": "Lyon", "income": 3, "age": 30}
+    ours = validate_inputs(SIG, {"instances": [row, {**row, "age": 31}]})
+    split = {"columns": list(row), "data": [list(row.values()), [True, "Lyon", 3, 31]], "index": [7, 8]}
+    for body in (
+        {"dataframe_split": split},
+        {"dataframe_records": [row, {**row, "age": 31}]},
+        {"inputs": [row, {**row, "age": 31}]},
+        {"inputs": {name: [value, 31 if name == "age" else value] for name, value in row.items()}},
+        {"records": [row, {**row, "age": 31}]},
+    ):
+        pd.testing.assert_frame_equal(validate_inputs(SIG, body), ours, check_dtype=False)
+
+
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        ({"instances": [{"age": 1}], "dataframe_records": [{"age": 1}]}, {"instances", "dataframe_records"}),
+        ({"columns": ["age"], "data": [[1]], "inputs": {"age": [1]}}, {"columns", "inputs"}),
+        ({"dataframe_split": [[1]]}, {"dataframe_split"}),
+        ({"inputs": {"age": [1, 2], "income": [1]}}, {"inputs"}),
+        ({"inputs": {"age": 1}}, {"inputs"}),
+        ({"inputs": {}}, {"inputs"}),
+    ],
+)
+def test_mlflow_shapes_that_do_not_hold_rows_are_422(body: dict, errors: set[str]) -> None:
+    with pytest.raises(Unprocessable) as caught:
+        validate_inputs(SIG, body)
+    assert set(caught.value.errors) == errors
+
+
 @pytest.mark.parametrize(
     ("body", "column", "problem", "row"),
     [
