@@ -14,6 +14,7 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
+from mlplatform.core import storable
 from mlplatform.core.errors import InvalidInput
 from mlplatform.core.services import run_search
 from mlplatform.core.services.tracking_runs import RunView
@@ -66,6 +67,8 @@ class TableState:
     def from_args(cls, args: MultiDict[str, str]) -> TableState:
         try:
             experiment_ids = tuple(int(value) for value in args.getlist("experiment") if value)
+            if any(storable.problem(number) for number in experiment_ids):
+                raise ValueError("past 64 bits")
         except ValueError:
             raise InvalidInput(
                 "experiment must be an experiment id (a number)", errors={"experiment": ["not a number"]}
