@@ -222,3 +222,36 @@ def test_search_errors_are_400_with_position(runs: dict[str, Any]) -> None:
     bad_order = api.post(f"{P}/runs/search", json={"order_by": ["metrics.acc DOWN"]})
     assert bad_order.status_code == 400 and bad_order.json["errors"]["order_by"]["position"] == 12
     assert api.post(f"{P}/runs/search", json={"order_by": ["attributes.nope"]}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"filter": "attributes.start_time > 99999999999999999999"}, "milliseconds since the epoch"),
+        ({"filter": "attributes.start_time > -99999999999999999999"}, "milliseconds since the epoch"),
+        ({"filter": "attributes.end_time < 1e999"}, "milliseconds since the epoch"),
+        ({"filter": "metrics.acc = 99999999999999999999999"}, "64-bit integer range"),
+        ({"filter": "attributes.experiment_id IN (1, 99999999999999999999999)"}, "64-bit integer range"),
+        ({"filter": " AND ".join(f"metrics.m{i} > 0" for i in range(41))}, "at most 40"),
+        (
+            {
+                "filter": " AND ".join(f"metrics.m{i} > 0" for i in range(36)),
+                "order_by": [f"params.p{i}" for i in range(5)],
+            },
+            "at most 40",
+        ),
+    ],
+)
+def test_values_past_what_the_databases_hold_are_400(runs: dict[str, Any], body: dict[str, Any], words: str) -> None:
+    """Before: a 500 (time_t overflow, bigint out of range, SQLite's 64-table join limit)."""
+    response = runs["api"].post(f"{P}/runs/search", json=body)
+    assert response.status_code == 400, response.json
+    assert words in response.json["message"]
+
+
+def test_forty_keys_still_search(runs: dict[str, Any]) -> None:
+    body = {
+        "filter": " AND ".join(f"metrics.m{i} > 0" for i in range(35)),
+        "order_by": [f"params.p{i}" for i in range(5)],
+    }
+    assert runs["api"].post(f"{P}/runs/search", json=body).status_code == 200

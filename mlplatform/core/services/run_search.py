@@ -38,6 +38,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, select
 from sqlalchemy.orm import Session
 
+from mlplatform.core import storable
 from mlplatform.core.db.tracking import Experiment, Run
 from mlplatform.core.errors import InvalidInput
 from mlplatform.core.services import access
@@ -314,6 +315,11 @@ def _check_clause(text: str, clause: Clause) -> None:
         )
     if kind == "number" and not numbers:
         raise FilterSyntaxError("filter", text, clause.pos, f"{clause.entity}.{clause.key} compares with numbers")
+    huge = next((v for v in values if kind == "number" and storable.problem(v)), None)
+    if huge is not None:
+        raise FilterSyntaxError(
+            "filter", text, clause.pos, f"{huge} is outside the 64-bit integer range (write a float, e.g. 1e30)"
+        )
     if kind == "text" and not strings:
         raise FilterSyntaxError(
             "filter", text, clause.pos, f"{clause.entity}.{clause.key} compares with 'quoted strings'"
@@ -322,7 +328,7 @@ def _check_clause(text: str, clause: Clause) -> None:
         for value in values:
             try:
                 _as_time(value)
-            except ValueError:
+            except (ValueError, OverflowError, OSError):  # not a time, or past what datetime holds
                 raise FilterSyntaxError(
                     "filter", text, clause.pos, f"{clause.key} takes milliseconds since the epoch or an ISO 8601 time"
                 ) from None
@@ -373,6 +379,11 @@ def _condition(column: Any, op: str, value: Any, dialect: str) -> ColumnElement[
     }[op](value)
 
 
+#: Distinct metric, param and tag keys one search may use (filter and order together): each is a
+#: join, and SQLite joins at most 64 tables.
+MAX_SEARCH_KEYS = 40
+
+
 class _Joins:
     """One aliased join per (entity, key): inner for filters, outer for order-only keys."""
 
@@ -383,6 +394,11 @@ class _Joins:
         self.outer: set[tuple[str, str]] = set()
 
     def column(self, entity: str, key: str, *, outer: bool = False) -> Any:
+        if (entity, key) not in self.aliases and len(self.aliases) >= MAX_SEARCH_KEYS:
+            raise InvalidInput(
+                f"a search can use at most {MAX_SEARCH_KEYS} metric, param and tag keys (filter and order_by together)",
+                errors={"filter": [f"more than {MAX_SEARCH_KEYS} keys"]},
+            )
         if (entity, key) not in self.aliases:
             self.aliases[(entity, key)] = self.TABLES[entity].alias()
             if outer:
