@@ -129,6 +129,9 @@ def test_bad_queries_are_422_naming_the_field(aapi: Api) -> None:
         )
         assert response.status_code == 422, params
         assert field in response.json["errors"], (params, response.json)
+    for end in ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00+14:00"):  # no day before it (was a 500)
+        response = aapi.get(SERIES, query_string={"name": "psi", "end": end})
+        assert response.status_code == 422 and "start" in response.json["errors"], (end, response.json)
     response = aapi.get(SERIES, query_string={"name": "psi", "agg": "median"})
     assert response.status_code == 422 and "agg" in response.json["errors"]["query"]
     assert aapi.get(SERIES, query_string={}).status_code == 422

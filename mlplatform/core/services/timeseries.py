@@ -62,6 +62,8 @@ MIN_STEP = 1
 MAX_BUCKETS = 10_000
 MAX_FEATURES = 100
 DEFAULT_RANGE = dt.timedelta(days=1)
+#: The earliest time a ``datetime`` holds, in UTC.
+EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True, eq=False)
@@ -211,7 +213,8 @@ def query(
         raise Unprocessable(f"unknown aggregate {agg!r}", errors={"agg": [f"must be one of: {', '.join(AGGREGATES)}"]})
     seconds = parse_step(step)
     end = end or dt.datetime.now(dt.UTC)
-    start = start or end - DEFAULT_RANGE
+    if start is None:  # a day before end, or as far back as datetime goes
+        start = end - DEFAULT_RANGE if end - EARLIEST >= DEFAULT_RANGE else EARLIEST
     if start >= end:
         raise Unprocessable("start must be before end", errors={"start": ["must be before end"]})
     if (end - start).total_seconds() / seconds > MAX_BUCKETS:
