@@ -61,6 +61,14 @@ def test_normalise_path_cleans() -> None:
     assert normalise_path("a//b/./c") == "a/b/c"
 
 
+def test_a_name_longer_than_a_file_system_takes_is_400(api: Api, run: str) -> None:
+    """Before: the local store's open failed with ENAMETOOLONG, a 500."""
+    response = api.put(url(run, "x" * 256), data=b"x")
+    assert response.status_code == 400 and "longer than 255 bytes" in response.json["message"]
+    assert api.put(url(run, "é" * 128), data=b"x").status_code == 400  # 256 bytes in UTF-8
+    assert api.put(url(run, "x" * 255), data=b"x").status_code == 201
+
+
 def test_size_limit_is_413(make_api) -> None:
     api = make_api({"tracking": {"limits": {"max_artifact_bytes": 1000}}})
     api.post("/api/v1/projects", json={"name": "p1"})

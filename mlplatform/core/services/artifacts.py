@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_PATH = 1000
+#: One file or folder name: file systems stop at 255 bytes.
+MAX_NAME_BYTES = 255
 
 
 def normalise_path(path: str, *, allow_empty: bool = False) -> str:
@@ -42,6 +44,8 @@ def normalise_path(path: str, *, allow_empty: bool = False) -> str:
         raise bad("is empty")
     if len(clean) > MAX_PATH:
         raise bad(f"is longer than {MAX_PATH} characters")
+    if any(len(part.encode()) > MAX_NAME_BYTES for part in parts):
+        raise bad(f"has a file or folder name longer than {MAX_NAME_BYTES} bytes")
     return clean
 
 
