@@ -48,6 +48,15 @@ def test_unreadable_or_empty_reference_is_rejected() -> None:
         read_reference(b"not parquet", "parquet")
     with pytest.raises(InvalidInput):
         build_profile(pa.table({"other": [1, 2]}), SIGNATURE)
+    with pytest.raises(InvalidInput, match="more than one column named 'x1'"):  # was a KeyError, a 500
+        read_reference(b"x1,x1\n1,2\n", "csv")
+
+
+def test_a_signature_whose_output_has_no_name_profiles_its_inputs() -> None:
+    """Outputs may be unnamed (``[{"type": "long"}]``): the output column is then ``prediction``."""
+    signature = {"inputs": [{"name": "x1", "type": "double"}], "outputs": [{"type": "long"}]}
+    profile, _ = build_profile(pa.table({"x1": [1.0, 2.0], "prediction": [0, 1]}), signature)
+    assert set(profile["features"]) == {"x1"} and profile["output"]["name"] == "prediction"
 
 
 def test_reference_route_csv_then_parquet_replaces(monitored: Monitored) -> None:

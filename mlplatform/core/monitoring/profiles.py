@@ -73,6 +73,9 @@ def read_reference(data: bytes | Any, fmt: str) -> pa.Table:
         raise InvalidInput(f"reference data is not valid {fmt}: {exc}") from None
     if table.num_rows == 0:
         raise InvalidInput("reference data has no rows")
+    repeated = next((name for name in table.column_names if table.column_names.count(name) > 1), None)
+    if repeated is not None:
+        raise InvalidInput(f"reference data has more than one column named {repeated!r}")
     return table
 
 
@@ -108,7 +111,7 @@ def build_profile(
 
 def output_name(signature: Mapping[str, Any] | None) -> str:
     outputs = (signature or {}).get("outputs") or []
-    return outputs[0]["name"] if outputs else DEFAULT_OUTPUT
+    return (outputs[0].get("name") if outputs else None) or DEFAULT_OUTPUT  # an output may be unnamed
 
 
 def feature_kinds(table: pa.Table, signature: Mapping[str, Any] | None) -> dict[str, str]:
