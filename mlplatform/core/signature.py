@@ -69,6 +69,10 @@ def _infer_columns(example: Any, what: str) -> list[dict[str, Any]]:
     names: dict[str, None] = {}
     for row in example:
         names.update(dict.fromkeys(str(key) for key in row))
+    if not names or "" in names:
+        raise InvalidInput(
+            f"{what} records need named columns", errors={what: ["no columns" if not names else "empty column name"]}
+        )
     # A key absent from some records counts as null there.
     return [_infer_values(name, [row.get(name) for row in example]) for name in names]
 
@@ -389,7 +393,10 @@ def normalize_type(name: Any) -> str:
     """A signature type name as one of ``TYPES`` (MLflow's ``double``, ``long``... accepted)."""
     value = _ALIASES.get(str(name).lower(), str(name).lower())
     if value not in TYPES:
-        raise InvalidInput(f"unknown signature type {name!r}; use one of {', '.join(TYPES)}")
+        raise InvalidInput(
+            f"unknown signature type {name!r}; use one of {', '.join(TYPES)}",
+            errors={"signature": [f"unknown type {name!r}"]},
+        )
     return value
 
 
@@ -423,6 +430,11 @@ def check_signature(signature: Any) -> dict[str, Any]:
                     f"signature.{part} names {item['name']!r} twice", errors={"signature": ["duplicate name"]}
                 )
             seen.add(item["name"])
+            if not isinstance(item.get("nullable", False), bool):
+                raise InvalidInput(
+                    f"signature.{part} {item['name']!r}: nullable must be true or false",
+                    errors={"signature": ["nullable is not a boolean"]},
+                )
             cleaned.append(
                 {
                     "name": item["name"],

@@ -51,6 +51,21 @@ def test_infer_refuses_columns_it_cannot_type() -> None:
         infer_signature([{"x": 1}, {"x": "a"}])
     with pytest.raises(InvalidInput):
         infer_signature([])
+    for rows, problem in (([{}], "no columns"), ([{"": 1}], "empty column name")):  # were signatures with no inputs
+        with pytest.raises(InvalidInput) as caught:
+            infer_signature(rows)
+        assert caught.value.errors == {"input_example": [problem]}
+
+
+def test_check_signature_names_the_problem() -> None:
+    for signature, problem in (
+        ({"inputs": [{"name": "a", "type": "double", "nullable": "yes"}]}, "nullable is not a boolean"),
+        ({"inputs": [{"name": "a", "type": "weird"}]}, "unknown type 'weird'"),
+        ({"inputs": [{"name": "a", "type": "double"}, {"name": "a", "type": "long"}]}, "duplicate name"),
+    ):
+        with pytest.raises(InvalidInput) as caught:
+            check_signature(signature)
+        assert caught.value.errors == {"signature": [problem]}, signature
 
 
 def test_validate_records_and_split_give_the_same_frame_in_signature_order() -> None:
