@@ -352,10 +352,12 @@ def sdk(project: str | None) -> Any:
 
 
 def client_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Show an API error as one line and exit 1."""
+    """Show an API error, or a server that cannot be reached, as one line and exit 1."""
 
     @wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
+        import requests
+
         from mlplatform.client import ApiError
 
         try:
@@ -363,6 +365,11 @@ def client_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except ApiError as exc:
             detail = f" {json.dumps(exc.errors)}" if exc.errors else ""
             raise click.ClickException(f"{exc.status}: {exc.message}{detail}") from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            url = exc.request.url.split("/api/v1")[0] if exc.request is not None and exc.request.url else "the server"
+            raise click.ClickException(
+                f"cannot reach mlplatform at {url} ({type(exc).__name__}): is it running, and is MLPLATFORM_URL right?"
+            ) from None
 
     return run
 

@@ -94,3 +94,20 @@ def test_register_wait_alias_and_cli(
     with pytest.raises(ApiError) as caught:
         client.delete_model_version("churn", 1)
     assert caught.value.status == 404
+
+
+def test_cli_says_plainly_when_the_server_cannot_be_reached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: requests' ConnectionError traceback."""
+    import socket
+
+    from mlplatform import client as client_module
+
+    monkeypatch.setattr(client_module.Transport, "_delay", lambda self, attempt, retry_after: 0.0)
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {"MLPLATFORM_URL": f"http://127.0.0.1:{port}", "MLPLATFORM_TOKEN": "x"}
+    result = CliRunner().invoke(main, ["models", "list", "-p", "p1"], env=env)
+    assert result.exit_code == 1
+    assert f"cannot reach mlplatform at http://127.0.0.1:{port}" in result.output
+    assert "Traceback" not in result.output
