@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import uuid
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -16,6 +15,7 @@ from api.metrics import Metrics
 from api.portal import session as portal_session
 from api.portal import views as portal_views
 from mlplatform.core.db import migrate
+from mlplatform.core.monitoring.ingest import request_id_or_new
 from mlplatform.core.platform import Platform
 
 
@@ -63,7 +63,7 @@ def create_app(platform: Platform | None = None, **flask_config: Any) -> Flask:
 
     @app.before_request
     def _request_id() -> None:
-        g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        g.request_id = request_id_or_new(request.headers.get("X-Request-ID"))
         platform.jobs.request_started()  # inline jobs wait for a pause in requests
         g.jobs_told = True
 

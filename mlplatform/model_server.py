@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +36,7 @@ from mlplatform.core.db.registry import ModelVersion, RegisteredModel
 from mlplatform.core.errors import InvalidInput, MLPlatformError, NotFound, ServiceUnavailable
 from mlplatform.core.gateway import read_json_body
 from mlplatform.core.model_loading import load_model
+from mlplatform.core.monitoring.ingest import request_id_or_new
 from mlplatform.core.services import registry
 from mlplatform.core.services.deployments import check_deployable, spec_for
 from mlplatform.core.signature import validate_inputs
@@ -130,7 +130,7 @@ def create_model_server(platform: Platform, spec: DeploymentSpec, *, load: bool 
 
     @app.post("/predict")
     def predict() -> Response:
-        request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        request_id = request_id_or_new(request.headers.get("X-Request-ID"))
         try:
             predictions = server.predict(read_json_body(request, limit))
         except MLPlatformError as exc:

@@ -67,3 +67,6 @@ def test_plugins_lists_builtins_with_schemas(api: Api) -> None:
 def test_request_id_is_echoed(api: Api) -> None:
     response = api.get("/api/v1/health", token=None, headers={"X-Request-ID": "abc123"})
     assert response.headers["X-Request-ID"] == "abc123"
+    for unusable in ("x" * 101, "caf\u00e9", "a\tb"):  # monitoring could not take it back with a label
+        fresh = api.get("/api/v1/health", token=None, headers={"X-Request-ID": unusable}).headers["X-Request-ID"]
+        assert fresh != unusable and len(fresh) == 32

@@ -37,6 +37,16 @@ from mlplatform.core.monitoring.records import INPUT_PREFIX, TIMESTAMP_TYPE
 MAX_REASONS = 100
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 MAX_REQUEST_ID = 100
+
+
+def request_id_or_new(given: str | None) -> str:
+    """A caller's ``X-Request-ID`` when a label can name it later (1 to ``MAX_REQUEST_ID``
+    printable ASCII characters), else a fresh one (the response carries it)."""
+    if given and len(given) <= MAX_REQUEST_ID and given.isascii() and given.isprintable():
+        return given
+    return uuid.uuid4().hex
+
+
 RECORD_KEYS = {"timestamp", "inputs", "output", "request_id", "version", "latency_ms", "status"}
 BASE_COLUMNS = ("timestamp", "request_id", "output", "version", "latency_ms", "status")
 ARROW_TYPES = {
