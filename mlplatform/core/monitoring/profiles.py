@@ -73,9 +73,11 @@ def read_reference(data: bytes | Any, fmt: str) -> pa.Table:
         raise InvalidInput(f"reference data is not valid {fmt}: {exc}") from None
     if table.num_rows == 0:
         raise InvalidInput("reference data has no rows")
-    repeated = next((name for name in table.column_names if table.column_names.count(name) > 1), None)
-    if repeated is not None:
-        raise InvalidInput(f"reference data has more than one column named {repeated!r}")
+    seen: set[str] = set()
+    for name in table.column_names:
+        if name in seen:
+            raise InvalidInput(f"reference data has more than one column named {name!r}")
+        seen.add(name)
     return table
 
 

@@ -63,6 +63,11 @@ def parse_model_ref(ref: str) -> tuple[str, str | None]:
 MAX_VERSION_NUMBER = 2**31 - 1
 
 
+def could_be_stored(number: int) -> bool:
+    """Whether a version could have ``number`` (outside the column's range none can)."""
+    return 0 < number <= MAX_VERSION_NUMBER
+
+
 def version_number(ref: str | int) -> int | None:
     """The version number ``ref`` names (``3``, ``"3"``, ``"v3"``), or None if it is not one."""
     if isinstance(ref, int) and not isinstance(ref, bool):
@@ -109,7 +114,7 @@ def version_in(session: Session, model: RegisteredModel, ref: str | int) -> Mode
             session.scalar(
                 select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.version == number)
             )
-            if 0 < number <= MAX_VERSION_NUMBER
+            if could_be_stored(number)
             else None
         )
         if version is None:

@@ -23,7 +23,7 @@ from mlplatform.core.errors import Conflict, Unprocessable
 from mlplatform.core.services import access
 from mlplatform.core.services.registry import (
     LATEST,
-    MAX_VERSION_NUMBER,
+    could_be_stored,
     get_model,
     record_change,
     version_in,
@@ -71,7 +71,7 @@ def set_alias(
     project = access.project_named(session, project)
     connection = session.connection()
     number = version_number(version_ref)
-    if number is None or not 0 < number <= MAX_VERSION_NUMBER:
+    if number is None or not could_be_stored(number):
         # latest or another alias: resolve it under the model's lock first (or say what is not found)
         model = get_model(session, project, model_name, for_update=True)
         number = version_in(session, model, version_ref).version

@@ -315,7 +315,7 @@ def _check_clause(text: str, clause: Clause) -> None:
         )
     if kind == "number" and not numbers:
         raise FilterSyntaxError("filter", text, clause.pos, f"{clause.entity}.{clause.key} compares with numbers")
-    huge = next((v for v in values if kind == "number" and storable.problem(v)), None)
+    huge = next((v for v in values if storable.problem(v)), None) if kind == "number" else None
     if huge is not None:
         raise FilterSyntaxError(
             "filter", text, clause.pos, f"{huge} is outside the 64-bit integer range (write a float, e.g. 1e30)"
@@ -394,12 +394,13 @@ class _Joins:
         self.outer: set[tuple[str, str]] = set()
 
     def column(self, entity: str, key: str, *, outer: bool = False) -> Any:
-        if (entity, key) not in self.aliases and len(self.aliases) >= MAX_SEARCH_KEYS:
-            raise InvalidInput(
-                f"a search can use at most {MAX_SEARCH_KEYS} metric, param and tag keys (filter and order_by together)",
-                errors={"filter": [f"more than {MAX_SEARCH_KEYS} keys"]},
-            )
         if (entity, key) not in self.aliases:
+            if len(self.aliases) >= MAX_SEARCH_KEYS:
+                raise InvalidInput(
+                    f"a search can use at most {MAX_SEARCH_KEYS} metric, param and tag keys (filter and order_by "
+                    "together)",
+                    errors={"filter": [f"more than {MAX_SEARCH_KEYS} keys"]},
+                )
             self.aliases[(entity, key)] = self.TABLES[entity].alias()
             if outer:
                 self.outer.add((entity, key))
