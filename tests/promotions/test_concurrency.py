@@ -152,7 +152,8 @@ def test_a_step_run_twice_or_killed_half_way_resumes(
     with api.platform.db.read() as session:
         steps = [
             j["step"]
-            for j in session.scalars(select(Job.args).where(Job.name == "promotion_step"))
+            # in the order they were queued: PostgreSQL returns updated rows in no fixed order
+            for j in session.scalars(select(Job.args).where(Job.name == "promotion_step").order_by(Job.created_at))
             if j["promotion_id"] == pid
         ]
     assert steps == [0, 1, 2]  # step 2 queued once
