@@ -328,7 +328,7 @@ def audit_verify(ctx: click.Context) -> None:
     """Recompute the audit hash chain; exit 1 and name the first broken event if any."""
     from mlplatform.core.services import audit as audit_service
 
-    with load_platform(ctx).db.read() as session:
+    with load_platform(ctx).db.snapshot() as session:
         result = audit_service.verify(session)
     if result.ok:
         click.echo(f"audit chain intact: {result.checked} events")

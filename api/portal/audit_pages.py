@@ -72,7 +72,7 @@ def audit_log() -> Any:
     error: InvalidInput | None = None
     events: list[Any] = []
     next_page_token = None
-    with platform().db.read() as session:
+    with platform().db.snapshot() as session:
         verification = audit.verify(session)
         try:
             page = audit.search(

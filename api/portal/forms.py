@@ -59,7 +59,7 @@ def role() -> str | None:
         if project is None or identity is None:
             g.portal_role = None
         else:
-            with platform().db.quick_read() as session:
+            with platform().db.read() as session:
                 g.portal_role = access.role_in(session, identity, project)
     return g.portal_role  # type: ignore[no-any-return]
 

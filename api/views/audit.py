@@ -78,5 +78,5 @@ class AuditVerify(MethodView):
     @blp.response(200, VerificationSchema)
     def get(self) -> dict[str, Any]:
         """Recompute the hash chain and name the first broken event"""
-        with platform().db.read() as session:
+        with platform().db.snapshot() as session:
             return audit.verify(session).to_dict()

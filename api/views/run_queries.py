@@ -110,7 +110,7 @@ class MetricHistory(MethodView):
     @blp.response(200, HistorySchema)
     def get(self, args: dict[str, Any], project: str, run_id: str, key: str) -> Response:
         """Every point of one metric ordered by step, paged; or downsampled with max_points"""
-        with platform().db.quick_read() as session:  # one statement: no transaction needed
+        with platform().db.read() as session:
             page = metric_history.history(
                 session,
                 project,
@@ -146,7 +146,7 @@ class RunSearch(MethodView):
         """Search runs with a filter (metrics., params., tags., attributes.; AND only), order and pages"""
         # Two statements; under READ COMMITTED a transaction would not give them one snapshot
         # either, so skip its BEGIN and ROLLBACK.
-        with platform().db.quick_read() as session:
+        with platform().db.read() as session:
             page = run_search.search_runs(
                 session,
                 project,

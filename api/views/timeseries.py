@@ -76,7 +76,7 @@ class DeploymentMetrics(MethodView):
     @blp.response(200, MonitorSeriesResultSchema)
     def get(self, args: dict[str, Any], project: str, model: str, environment: str) -> Response:
         """Bucketed values of one monitor metric for one or more features"""
-        with platform().db.quick_read() as session:  # independent reads: no transaction needed
+        with platform().db.read() as session:
             model_id, deployment_id = timeseries.deployment_for(session, project, model, environment)
             version = timeseries.version_filter(session, model_id, args["version"]) if args["version"] else None
             result = timeseries.query(

@@ -28,7 +28,7 @@ class TokenAuth(AuthBackend):
 
     def _resolve(self, token: str) -> Identity:
         assert self.platform is not None
-        with self.platform.db.quick_read() as session:
+        with self.platform.db.read() as session:
             identity, stale = identity_service.identity_for_token(session, token, self.name)
         if stale:
             with self.platform.db.write() as session:

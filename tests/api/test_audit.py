@@ -105,7 +105,7 @@ def test_concurrent_writers_never_fork_the_chain(platform) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    with platform.db.read() as session:
+    with platform.db.snapshot() as session:
         result = audit.verify(session)
     assert result.ok and result.checked == 81
 
@@ -145,7 +145,7 @@ def test_many_events_in_one_transaction_chain_in_order(platform) -> None:
                 resource_id=str(i),
                 summary={"n": i, "text": "naïve ✓"},
             )
-    with platform.db.read() as session:
+    with platform.db.snapshot() as session:
         assert audit.verify(session).ok
         rows = session.execute(
             text("SELECT resource_id, prev_hash, row_hash FROM audit_events WHERE action = 'test.write' ORDER BY id")

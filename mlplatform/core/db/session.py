@@ -2,8 +2,10 @@
 
 ``Database.write()`` opens a transaction that may write; on SQLite it begins IMMEDIATE so
 that writers queue for the lock up front instead of failing to upgrade a stale snapshot.
-``Database.read()`` is for GETs. Callbacks registered with ``after_commit(session, fn)`` run
-only once the transaction has committed (jobs are enqueued and events published there).
+``Database.read()`` is for GETs and never writes; on PostgreSQL it runs outside a transaction
+(see ``Database``); ``Database.snapshot()`` is one consistent view for reads that need one.
+Callbacks registered with ``after_commit(session, fn)`` run only once the transaction has
+committed (jobs are enqueued and events published there).
 """
 
 from __future__ import annotations
@@ -85,6 +87,27 @@ def after_commit(session: Session, callback: Callable[[], None]) -> None:
     session.info.setdefault("after_commit", []).append(callback)
 
 
+#: ``Session.info`` key marking the sessions of ``Database.read()`` and ``snapshot()``.
+READ_ONLY = "read_only"
+
+
+class ReadOnlySession(RuntimeError):
+    """A read session was asked to write: a bug in the caller, which should use ``Database.write()``."""
+
+
+def _refuse_writes_in_reads(_conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool) -> None:
+    """Core INSERT/UPDATE/DELETE on a read session's connection is a bug: outside a transaction it would commit."""
+    if context is not None and (context.isinsert or context.isupdate or context.isdelete):
+        raise ReadOnlySession(f"a read session cannot write ({statement.split(None, 1)[0]}); use Database.write()")
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_flush_in_reads(session: Session, _context: Any, _instances: Any) -> None:
+    # a read session outside a transaction would commit what it flushed, so it flushes nothing
+    if session.info.get(READ_ONLY) and (session.new or session.dirty or session.deleted):
+        raise ReadOnlySession("a read session cannot save changes; use Database.write()")
+
+
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
     for callback in session.info.pop("after_commit", []):
@@ -108,13 +131,19 @@ class Database:
         self.engine = build_engine(url, echo=echo, pool_size=pool_size)
         self.dialect = self.engine.dialect.name
         info = {"publish": publish} if publish else {}
-        self._reader = sessionmaker(self.engine, expire_on_commit=False)
-        # One-statement reads on every request (token, role): on PostgreSQL skip BEGIN and
-        # ROLLBACK, two round trips of three. SQLite has no round trips to save.
-        quick = (
-            self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.dialect == "postgresql" else self.engine
+        postgresql = self.dialect == "postgresql"
+        # Reads on PostgreSQL run outside a transaction: under READ COMMITTED every statement
+        # takes its own snapshot anyway, so BEGIN and ROLLBACK were two round trips that bought
+        # nothing, and psycopg follows a ROLLBACK with DEALLOCATE ALL once it has prepared
+        # statements (a third). SQLite has no round trips to save and keeps its transaction.
+        reads = self.engine.execution_options(**({"isolation_level": "AUTOCOMMIT"} if postgresql else {}))
+        self._reader = sessionmaker(reads, expire_on_commit=False, autoflush=False, info={READ_ONLY: True})
+        snapshots = self.engine.execution_options(
+            **({"isolation_level": "REPEATABLE READ", "postgresql_readonly": True} if postgresql else {})
         )
-        self._quick_reader = sessionmaker(quick, expire_on_commit=False)
+        for engine in (reads, snapshots):  # these engines' own listeners: writers pay nothing
+            event.listen(engine, "before_cursor_execute", _refuse_writes_in_reads)
+        self._snapshot = sessionmaker(snapshots, expire_on_commit=False, autoflush=False, info={READ_ONLY: True})
         self._writer = sessionmaker(self.engine.execution_options(mlp_write=True), expire_on_commit=False, info=info)
 
     @contextmanager
@@ -125,13 +154,17 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
+        """A session for reads; it refuses to write (``ReadOnlySession``). Each statement sees
+        what was committed when it started: use ``snapshot()`` when several must agree."""
         with self._reader() as session:
             yield session
 
     @contextmanager
-    def quick_read(self) -> Iterator[Session]:
-        """A session for one or two independent reads, outside any transaction where that is cheaper."""
-        with self._quick_reader() as session:
+    def snapshot(self) -> Iterator[Session]:
+        """A read-only transaction whose statements all see the database as of its first one
+        (PostgreSQL: REPEATABLE READ READ ONLY; SQLite: its read transaction); needed for
+        server-side cursors (``yield_per``) on PostgreSQL too."""
+        with self._snapshot() as session:
             yield session
 
     def dispose(self) -> None:

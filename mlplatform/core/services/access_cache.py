@@ -50,7 +50,7 @@ class AccessCache:
 
     def project_and_role(self, identity: Identity, project_name: str) -> tuple[Project, str | None]:
         def load() -> tuple[Project, str | None]:
-            with self.platform.db.quick_read() as session:
+            with self.platform.db.read() as session:
                 return access.project_and_role(session, identity, project_name)
 
         return self.remember(("role", identity.user_id, identity.is_admin, project_name), load)

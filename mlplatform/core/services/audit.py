@@ -169,7 +169,10 @@ class Verification:
 
 
 def verify(session: Session) -> Verification:
-    """Recompute the chain in id order; name the first event that does not match."""
+    """Recompute the chain in id order; name the first event that does not match.
+
+    ``session`` should be a ``Database.snapshot()``: the rows stream through a server-side
+    cursor, which PostgreSQL keeps only inside a transaction, and the chain is read as of one moment."""
     expected_prev = GENESIS
     checked = 0
     rows = session.execute(select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=1000)).scalars()

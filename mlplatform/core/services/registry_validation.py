@@ -45,7 +45,7 @@ ACTOR = "system"
 
 def validate_model_version(platform: Platform, version_id: int) -> None:
     """Job handler: check version ``version_id`` and record ``ready`` or ``failed``."""
-    with platform.db.quick_read() as session:
+    with platform.db.read() as session:
         found = session.execute(_PENDING_VERSION, {"id": version_id}).first()
     if found is None:
         return

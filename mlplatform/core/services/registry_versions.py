@@ -393,7 +393,7 @@ def register_from_run(
     """
     store = platform.artifact_store
     folder = artifacts.normalise_path(artifact_path, allow_empty=True)
-    with platform.db.quick_read() as session:  # independent reads: no transaction on PostgreSQL
+    with platform.db.read() as session:
         project = access.project_named(session, project)
         found, params, metrics = _split_values(
             session.connection().execute(
