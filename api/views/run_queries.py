@@ -144,8 +144,6 @@ class RunSearch(MethodView):
     @blp.response(200, RunPageSchema)
     def post(self, body: dict[str, Any], project: str) -> Response:
         """Search runs with a filter (metrics., params., tags., attributes.; AND only), order and pages"""
-        # Two statements; under READ COMMITTED a transaction would not give them one snapshot
-        # either, so skip its BEGIN and ROLLBACK.
         with platform().db.read() as session:
             page = run_search.search_runs(
                 session,

@@ -74,20 +74,16 @@ def test_on_postgresql_a_read_session_holds_no_transaction(new_database_url: Cal
     SQLite reads keep their transaction: it costs no round trip there."""
     db = Database(new_database_url("postgresql"))
     try:
-        _assert_reads_outside_a_transaction(db)
+        with db.read() as session:
+            session.execute(text("SELECT 1"))
+            driver = session.connection().connection.driver_connection
+            assert driver.info.transaction_status == TransactionStatus.IDLE
+        with db.write() as session:
+            session.execute(text("SELECT 1"))
+            driver = session.connection().connection.driver_connection
+            assert driver.info.transaction_status == TransactionStatus.INTRANS
     finally:
         db.dispose()
-
-
-def _assert_reads_outside_a_transaction(db: Database) -> None:
-    with db.read() as session:
-        session.execute(text("SELECT 1"))
-        driver = session.connection().connection.driver_connection
-        assert driver.info.transaction_status == TransactionStatus.IDLE
-    with db.write() as session:
-        session.execute(text("SELECT 1"))
-        driver = session.connection().connection.driver_connection
-        assert driver.info.transaction_status == TransactionStatus.INTRANS
 
 
 def test_a_snapshot_sees_one_moment_while_a_read_sees_each_commit(db: Database) -> None:
