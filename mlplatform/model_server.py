@@ -5,15 +5,21 @@ The server is built from the platform config (``MLPLATFORM_CONFIG``): it reads t
 from the database and its files from the artifact store, then fetches, verifies and loads
 them with the same code as the ``local`` target (``model_loading``) and validates requests
 with the same code as the gateway (``signature.validate_inputs``). The model loads in the
-background so liveness answers at once:
+background so liveness answers at once. It speaks three protocols, so clients and probes
+written for MLflow or KServe work against it unchanged:
 
-- ``GET /health``: 200 while the process runs;
-- ``GET /ready``: 200 once the model is loaded, 503 while loading or after a failed load
-  (the message says why);
-- ``POST /predict``: ``{"instances": [...]}``, ``{"records": [...]}``,
-  ``{"columns": [...], "data": [[...]]}`` or MLflow's shapes (``signature.BODY_SHAPES``) ->
-  ``{"predictions", "version", "request_id"}``;
-  errors in the platform's shape ``{"code", "status", "message", "errors"}``.
+- its own: ``GET /health`` (200 while the process runs), ``GET /ready`` (200 once the model
+  is loaded, 503 while loading or after a failed load, saying why), ``POST /predict`` with
+  ``{"instances": [...]}``, ``{"columns": [...], "data": [[...]]}`` or MLflow's shapes
+  (``signature.BODY_SHAPES``) -> ``{"predictions", "version", "request_id"}``;
+- MLflow's scoring server (``mlflow models serve``): ``GET /ping`` (readiness),
+  ``GET /version``, ``POST /invocations`` with the same JSON bodies or ``text/csv``;
+- KServe's Open Inference Protocol V2 (``open_inference``): ``GET /v2``,
+  ``/v2/health/live``, ``/v2/health/ready``, ``/v2/models/{name}[/versions/{v}]`` (metadata
+  from the signature), ``.../ready`` and ``POST .../infer`` with input tensors.
+
+Errors are in the platform's shape ``{"code", "status", "message", "errors"}``; MLflow's
+routes add its ``error_code`` and V2's add ``error`` (the message), the keys their clients read.
 
 No authentication and no rate limit: the platform's gateway does both and calls this server
 over the cluster network; keep it unexposed.
@@ -29,17 +35,18 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, request
 from sqlalchemy import select
 
-from mlplatform.core import wire_json
+from mlplatform import __version__
+from mlplatform.core import open_inference, wire_json
 from mlplatform.core.backends import DeploymentSpec, Predictor
 from mlplatform.core.db.models import Project
 from mlplatform.core.db.registry import ModelVersion, RegisteredModel
-from mlplatform.core.errors import InvalidInput, MLPlatformError, NotFound, ServiceUnavailable
-from mlplatform.core.gateway import read_json_body
+from mlplatform.core.errors import InvalidInput, MLPlatformError, NotFound, ServiceUnavailable, UnsupportedMediaType
+from mlplatform.core.gateway import read_json_body, read_text_body
 from mlplatform.core.model_loading import load_model
 from mlplatform.core.monitoring.ingest import request_id_or_new
 from mlplatform.core.services import registry
 from mlplatform.core.services.deployments import check_deployable, spec_for
-from mlplatform.core.signature import validate_inputs
+from mlplatform.core.signature import body_from_csv, validate_inputs
 
 if TYPE_CHECKING:
     from mlplatform.core.platform import Platform
@@ -117,6 +124,33 @@ def create_model_server(platform: Platform, spec: DeploymentSpec, *, load: bool 
     app = Flask("mlplatform-model-server")
     app.extensions["model_server"] = server
 
+    def not_ready(extra: dict[str, Any]) -> Response:
+        state = "failed" if server.error else "loading"
+        return _error(503, server.error or "the model is still loading", {"state": state}, extra)
+
+    def predictions(body: Any) -> tuple[list[Any], str]:
+        return server.predict(body), request_id_or_new(request.headers.get("X-Request-ID"))
+
+    @app.errorhandler(MLPlatformError)
+    def platform_error(exc: MLPlatformError) -> Response:
+        if request.path.startswith("/v2"):
+            return _error(exc.status, exc.message, exc.errors, {"error": exc.message})
+        if request.path == "/invocations":
+            return _error(
+                exc.status, exc.message, exc.errors, {"error_code": _MLFLOW_ERROR_CODES.get(exc.status, "BAD_REQUEST")}
+            )
+        return _error(exc.status, exc.message, exc.errors)
+
+    @app.errorhandler(404)
+    def no_route(exc: Exception) -> Response:
+        return _error(404, f"no route {request.method} {request.path} on this model server")
+
+    @app.errorhandler(405)
+    def wrong_method(exc: Exception) -> Response:
+        return _error(405, f"{request.method} is not allowed on {request.path}")
+
+    # --- the platform's own protocol ---
+
     @app.get("/health")
     def health() -> Response:
         return _json({"status": "ok"})
@@ -125,18 +159,102 @@ def create_model_server(platform: Platform, spec: DeploymentSpec, *, load: bool 
     def ready() -> Response:
         if server.predictor is not None:
             return _json({"status": "ready", "model": spec.model, "version": spec.version})
-        state = "failed" if server.error else "loading"
-        return _error(503, server.error or "the model is still loading", {"state": state})
+        return not_ready({})
 
     @app.post("/predict")
     def predict() -> Response:
-        request_id = request_id_or_new(request.headers.get("X-Request-ID"))
-        try:
-            predictions = server.predict(read_json_body(request, limit))
-        except MLPlatformError as exc:
-            return _error(exc.status, exc.message, exc.errors)
+        rows, request_id = predictions(read_json_body(request, limit))
         return _json(
-            {"predictions": predictions, "version": spec.version, "request_id": request_id},
+            {"predictions": rows, "version": spec.version, "request_id": request_id},
+            {"X-Request-ID": request_id},
+        )
+
+    # --- MLflow's scoring protocol ---
+
+    @app.get("/ping")
+    def ping() -> Response:
+        return ready()
+
+    @app.get("/version")
+    def version() -> Response:
+        return Response(__version__, mimetype="text/plain")
+
+    @app.post("/invocations")
+    def invocations() -> Response:
+        content_type = (request.mimetype or "application/json").lower()
+        if content_type == "text/csv":
+            body: Any = body_from_csv(spec.signature, read_text_body(request, limit))
+        elif content_type == "application/json":
+            body = read_json_body(request, limit)
+        else:
+            raise UnsupportedMediaType(
+                f"content type {request.mimetype!r} is not supported: send application/json or text/csv"
+            )
+        rows, request_id = predictions(body)
+        return _json(
+            {"predictions": rows, "version": spec.version, "request_id": request_id},
+            {"X-Request-ID": request_id},
+        )
+
+    # --- KServe's Open Inference Protocol (V2) ---
+
+    def check_model(name: str, version: str | None) -> None:
+        if name != spec.model or version not in (None, str(spec.version), f"v{spec.version}"):
+            asked = name if version is None else f"{name} version {version}"
+            raise NotFound(
+                f"model {asked!r} is not served here; this server serves {spec.model!r} version {spec.version}"
+            )
+
+    @app.get("/v2")
+    def v2_server() -> Response:
+        return _json({"name": "mlplatform", "version": __version__, "extensions": []})
+
+    @app.get("/v2/health/live")
+    def v2_live() -> Response:
+        return _json({"live": True})
+
+    @app.get("/v2/health/ready")
+    def v2_ready() -> Response:
+        return _json({"ready": True}) if server.predictor is not None else not_ready({"ready": False})
+
+    @app.get("/v2/models/<name>")
+    @app.get("/v2/models/<name>/versions/<version>")
+    def v2_model(name: str, version: str | None = None) -> Response:
+        check_model(name, version)
+        return _json(
+            {
+                "name": spec.model,
+                "versions": [str(spec.version)],
+                "platform": f"mlplatform-{spec.flavor}",
+                **open_inference.tensor_metadata(spec.signature),
+            }
+        )
+
+    @app.get("/v2/models/<name>/ready")
+    @app.get("/v2/models/<name>/versions/<version>/ready")
+    def v2_model_ready(name: str, version: str | None = None) -> Response:
+        check_model(name, version)
+        if server.predictor is None:
+            return not_ready(
+                {"name": spec.model, "ready": False, "error": server.error or "the model is still loading"}
+            )
+        return _json({"name": spec.model, "ready": True})
+
+    @app.post("/v2/models/<name>/infer")
+    @app.post("/v2/models/<name>/versions/<version>/infer")
+    def v2_infer(name: str, version: str | None = None) -> Response:
+        check_model(name, version)
+        infer = read_json_body(request, limit)
+        rows, request_id = predictions(open_inference.body_from_request(spec.signature, infer))
+        outputs = open_inference.output_tensors(rows, spec.signature, infer.get("outputs"))
+        given_id = infer.get("id")
+        return _json(
+            {
+                "model_name": spec.model,
+                "model_version": str(spec.version),
+                "id": given_id if isinstance(given_id, str) and given_id else request_id,
+                "outputs": outputs,
+            },
             {"X-Request-ID": request_id},
         )
 
@@ -145,11 +263,23 @@ def create_model_server(platform: Platform, spec: DeploymentSpec, *, load: bool 
     return app
 
 
+#: MLflow's ``error_code`` for a status, as its scoring server sends it.
+_MLFLOW_ERROR_CODES = {
+    400: "BAD_REQUEST",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    413: "BAD_REQUEST",
+    415: "BAD_REQUEST",
+    422: "BAD_REQUEST",
+    503: "TEMPORARILY_UNAVAILABLE",
+}
+
+
 def _json(body: Any, headers: dict[str, str] | None = None, status: int = 200) -> Response:
     return Response(wire_json.dumps(body), status=status, headers=headers, mimetype="application/json")
 
 
-def _error(status: int, message: str, errors: dict[str, Any] | None = None) -> Response:
-    return _json(
-        {"code": status, "status": HTTPStatus(status).phrase, "message": message, "errors": errors or {}}, status=status
-    )
+def _error(
+    status: int, message: str, errors: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
+) -> Response:
+    body = {"code": status, "status": HTTPStatus(status).phrase, "message": message, "errors": errors or {}}
+    return _json({**body, **(extra or {})}, status=status)

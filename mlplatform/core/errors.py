@@ -77,6 +77,11 @@ class PayloadTooLarge(MLPlatformError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(MLPlatformError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class RateLimited(MLPlatformError):
     status = 429
     code = "rate_limited"

@@ -132,16 +132,28 @@ def read_json_body(request: Any, limit: int) -> Any:
     Raises ``PayloadTooLarge`` (413) beyond the limit, declared or not, and ``InvalidInput``
     for a body that is not JSON.
     """
+    try:
+        return json.loads(_read_body(request, limit))
+    except ValueError as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+
+
+def read_text_body(request: Any, limit: int) -> str:
+    """The UTF-8 text body of a werkzeug ``request``, with ``read_json_body``'s limit."""
+    try:
+        return _read_body(request, limit).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"the body is not UTF-8 text: {exc}") from None
+
+
+def _read_body(request: Any, limit: int) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLarge(f"the body is {length} bytes; the limit is {limit}")
-    raw = request.stream.read(limit + 1)
+    raw: bytes = request.stream.read(limit + 1)
     if len(raw) > limit:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes, the limit")
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+    return raw
 
 
 # --- rate limiting --------------------------------------------------------------------------

@@ -266,6 +266,71 @@ def _our_shape(body: Mapping[str, Any]) -> Mapping[str, Any]:
     return body
 
 
+def body_from_csv(signature: Mapping[str, Any] | None, text: str) -> dict[str, Any]:
+    """A CSV request (MLflow's ``text/csv``: a header row of column names, then one line per
+    row) as ``{"columns", "data"}`` for ``validate_inputs``.
+
+    CSV carries only text, so each cell is read as its signature column's type: an empty cell
+    is null, ``integer`` and ``number`` cells are parsed as numbers, ``boolean`` takes
+    ``true``/``false`` (any case) and ``1``/``0``. A cell that does not parse stays text, and
+    ``validate_inputs`` reports it as the wrong type. Without a signature, numbers are read
+    as numbers and the rest stays text.
+    """
+    import csv
+
+    reader = csv.reader(text.splitlines())
+    header = next(reader, None)
+    if not header or not any(name.strip() for name in header):
+        raise Unprocessable("the CSV body needs a header row of column names", errors={"body": ["no header row"]})
+    columns = [name.strip() for name in header]
+    readers = [_CSV_READERS.get(kind, _csv_any) for kind in _csv_types(signature, columns)]
+    data = []
+    for number, cells in enumerate(reader, start=1):
+        if not cells:
+            continue
+        if len(cells) != len(columns):
+            raise Unprocessable(
+                f"CSV line {number + 1} has {len(cells)} cells; the header names {len(columns)} columns",
+                errors={"data": [f"row {number - 1} has the wrong length"]},
+            )
+        data.append([None if cell == "" else read(cell) for read, cell in zip(readers, cells, strict=True)])
+    return {"columns": columns, "data": data}
+
+
+def _csv_types(signature: Mapping[str, Any] | None, columns: list[str]) -> list[str | None]:
+    types = {item["name"]: normalize_type(item.get("type")) for item in (signature or {}).get("inputs") or []}
+    return [types.get(name) if types else None for name in columns]
+
+
+def _csv_number(cell: str) -> Any:
+    try:
+        return int(cell)
+    except ValueError:
+        pass
+    try:
+        return float(cell)
+    except ValueError:
+        return cell
+
+
+def _csv_boolean(cell: str) -> Any:
+    return {"true": True, "false": False, "1": True, "0": False}.get(cell.strip().lower(), cell)
+
+
+def _csv_any(cell: str) -> Any:
+    value = _csv_number(cell)
+    return cell if isinstance(value, float) and not math.isfinite(value) else value
+
+
+_CSV_READERS: dict[str | None, Callable[[str], Any]] = {
+    "integer": _csv_number,
+    "number": _csv_number,
+    "boolean": _csv_boolean,
+    "string": str,
+    "datetime": str,
+}
+
+
 def _rows_of(body: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
     """(columns, rows as lists) from any of ``BODY_SHAPES``; absent record keys become ``_ABSENT``."""
     if not isinstance(body, Mapping):
