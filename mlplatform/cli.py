@@ -662,7 +662,8 @@ def model_server_command(
     threads: int,
     dev: bool,
 ) -> None:
-    """Serve one model version over HTTP (/health, /ready, /predict), from MLPLATFORM_CONFIG."""
+    """Serve one model version over HTTP, from MLPLATFORM_CONFIG: /health, /ready, /predict, MLflow's
+    /ping and /invocations, KServe's Open Inference Protocol (/v2/...)."""
     from mlplatform.model_server import create_model_server, resolve_spec
 
     ref = int(version) if version and version.isdigit() else version

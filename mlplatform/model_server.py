@@ -16,7 +16,8 @@ written for MLflow or KServe work against it unchanged:
   ``GET /version``, ``POST /invocations`` with the same JSON bodies or ``text/csv``;
 - KServe's Open Inference Protocol V2 (``open_inference``): ``GET /v2``,
   ``/v2/health/live``, ``/v2/health/ready``, ``/v2/models/{name}[/versions/{v}]`` (metadata
-  from the signature), ``.../ready`` and ``POST .../infer`` with input tensors.
+  from the signature), ``.../ready`` and ``POST .../infer`` with input tensors, in JSON or
+  binary after a JSON header (Triton's and KServe's clients send binary by default).
 
 Errors are in the platform's shape ``{"code", "status", "message", "errors"}``; MLflow's
 routes add its ``error_code`` and V2's add ``error`` (the message), the keys their clients read.
@@ -41,7 +42,7 @@ from mlplatform.core.backends import DeploymentSpec, Predictor
 from mlplatform.core.db.models import Project
 from mlplatform.core.db.registry import ModelVersion, RegisteredModel
 from mlplatform.core.errors import InvalidInput, MLPlatformError, NotFound, ServiceUnavailable, UnsupportedMediaType
-from mlplatform.core.gateway import read_json_body, read_text_body
+from mlplatform.core.gateway import read_body, read_json_body, read_text_body
 from mlplatform.core.model_loading import load_model
 from mlplatform.core.monitoring.ingest import request_id_or_new
 from mlplatform.core.services import registry
@@ -244,7 +245,11 @@ def create_model_server(platform: Platform, spec: DeploymentSpec, *, load: bool 
     @app.post("/v2/models/<name>/versions/<version>/infer")
     def v2_infer(name: str, version: str | None = None) -> Response:
         check_model(name, version)
-        infer = read_json_body(request, limit)
+        header_length = request.headers.get("Inference-Header-Content-Length")
+        if header_length is None:
+            infer = read_json_body(request, limit)
+        else:
+            infer = open_inference.with_binary_inputs(read_body(request, limit), header_length)
         rows, request_id = predictions(open_inference.body_from_request(spec.signature, infer))
         outputs = open_inference.output_tensors(rows, spec.signature, infer.get("outputs"))
         given_id = infer.get("id")

@@ -133,7 +133,7 @@ def read_json_body(request: Any, limit: int) -> Any:
     for a body that is not JSON.
     """
     try:
-        return json.loads(_read_body(request, limit))
+        return json.loads(read_body(request, limit))
     except ValueError as exc:
         raise InvalidInput(f"the body is not valid JSON: {exc}") from None
 
@@ -141,12 +141,13 @@ def read_json_body(request: Any, limit: int) -> Any:
 def read_text_body(request: Any, limit: int) -> str:
     """The UTF-8 text body of a werkzeug ``request``, with ``read_json_body``'s limit."""
     try:
-        return _read_body(request, limit).decode("utf-8-sig")
+        return read_body(request, limit).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"the body is not UTF-8 text: {exc}") from None
 
 
-def _read_body(request: Any, limit: int) -> bytes:
+def read_body(request: Any, limit: int) -> bytes:
+    """The raw body of a werkzeug ``request``, with ``read_json_body``'s limit."""
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLarge(f"the body is {length} bytes; the limit is {limit}")

@@ -11,6 +11,11 @@ MLServer's clients send to a tabular model:
 - one tensor of shape ``[N, F]`` holding the F columns in signature order (KServe's sklearn
   server); without a signature its columns are named ``"0"`` to ``"F-1"``.
 
+Tensors may also come in binary after a JSON header (the binary tensor data extension that
+Triton's and KServe's clients use by default: ``Inference-Header-Content-Length`` gives the
+header's size, each binary input says its ``parameters.binary_data_size``);
+``with_binary_inputs`` reads them into ``data``. Responses are always JSON.
+
 A malformed tensor is ``InvalidInput`` (400) naming it; values that do not fit the signature
 are left to ``validate_inputs`` (422 naming the column), as on every other route.
 """
@@ -49,6 +54,85 @@ DATATYPE_OF_TYPE = {
 
 #: The output tensor's name when the signature names none (MLServer's name for ``predict``).
 DEFAULT_OUTPUT = "predict"
+
+
+#: NumPy dtypes of the binary tensor extension's fixed-size datatypes (little-endian, row-major).
+_BINARY_DTYPES = {
+    "BOOL": "?",
+    **{f"INT{bits}": f"<i{bits // 8}" for bits in (8, 16, 32, 64)},
+    **{f"UINT{bits}": f"<u{bits // 8}" for bits in (8, 16, 32, 64)},
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
+}
+
+
+def with_binary_inputs(raw: bytes, header_length: str) -> Any:
+    """The JSON request at the front of ``raw`` (``header_length`` bytes, from the
+    ``Inference-Header-Content-Length`` header), its binary inputs read into ``data``.
+    Raises ``InvalidInput`` for a length, header or binary part that does not add up."""
+    import json
+
+    import numpy as np
+
+    if not header_length.isdigit() or int(header_length) > len(raw):
+        raise InvalidInput(
+            f"Inference-Header-Content-Length {header_length!r} is not a size within the body",
+            errors={"Inference-Header-Content-Length": ["not a size within the body"]},
+        )
+    size = int(header_length)
+    try:
+        request = json.loads(raw[:size])
+    except ValueError as exc:
+        raise InvalidInput(f"the inference header is not valid JSON: {exc}") from None
+    offset = size
+    tensors = request.get("inputs") if isinstance(request, Mapping) else None
+    for tensor in tensors if isinstance(tensors, list) else []:
+        parameters = tensor.get("parameters") if isinstance(tensor, Mapping) else None
+        length = parameters.get("binary_data_size") if isinstance(parameters, Mapping) else None
+        if length is None:
+            continue
+        name, datatype = tensor.get("name"), tensor.get("datatype")
+        if not isinstance(length, int) or length < 0 or offset + length > len(raw):
+            raise InvalidInput(
+                f"input {name!r}: binary_data_size {length!r} runs past the body",
+                errors={str(name): ["binary data missing"]},
+            )
+        chunk = raw[offset : offset + length]
+        offset += length
+        if datatype == "BYTES":
+            tensor["data"] = _binary_strings(str(name), chunk)
+        elif datatype in _BINARY_DTYPES:
+            dtype = np.dtype(_BINARY_DTYPES[datatype])
+            if length % dtype.itemsize:
+                raise InvalidInput(
+                    f"input {name!r}: {length} bytes is not a whole number of {datatype} values",
+                    errors={str(name): ["binary data does not match datatype"]},
+                )
+            tensor["data"] = np.frombuffer(chunk, dtype=dtype).tolist()
+    if offset != len(raw):
+        raise InvalidInput(
+            f"the body has {len(raw) - offset} bytes after its tensors", errors={"body": ["trailing bytes"]}
+        )
+    return request
+
+
+def _binary_strings(name: str, chunk: bytes) -> list[str]:
+    """BYTES in the binary extension: each element a 4-byte little-endian length, then its bytes."""
+    values, offset = [], 0
+    while offset < len(chunk):
+        length = int.from_bytes(chunk[offset : offset + 4], "little")
+        element = chunk[offset + 4 : offset + 4 + length]
+        if offset + 4 > len(chunk) or len(element) != length:
+            raise InvalidInput(f"input {name!r}: a BYTES element runs past its data", errors={name: ["truncated"]})
+        try:
+            values.append(element.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise InvalidInput(
+                f"input {name!r}: a BYTES element is not UTF-8 text", errors={name: ["not text"]}
+            ) from None
+        offset += 4 + length
+    return values
 
 
 def body_from_request(signature: Mapping[str, Any] | None, request: Any) -> dict[str, Any]:

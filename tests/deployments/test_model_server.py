@@ -274,3 +274,55 @@ def test_protocol_readiness_while_the_model_cannot_load(api: Api, tmp_path: Path
     body = {"inputs": [{"name": "m", "shape": [1, 2], "datatype": "FP64", "data": [1.0, 0.0]}]}
     assert client.post("/v2/models/churn/infer", json=body).status_code == 503
     assert client.post("/invocations", json={"dataframe_records": ROWS}).json["error_code"] == "TEMPORARILY_UNAVAILABLE"
+
+
+def binary_request(tensors: list[tuple[str, str, list[int], bytes]]) -> tuple[bytes, dict[str, str]]:
+    """A V2 request in the binary tensor extension, laid out as tritonclient lays it out."""
+    header = {
+        "inputs": [
+            {"name": name, "shape": shape, "datatype": datatype, "parameters": {"binary_data_size": len(blob)}}
+            for name, datatype, shape, blob in tensors
+        ]
+    }
+    head = json.dumps(header).encode()
+    return head + b"".join(blob for *_, blob in tensors), {"Inference-Header-Content-Length": str(len(head))}
+
+
+def test_open_inference_binary_tensors(api: Api, typed: FlaskClient, tmp_path: Path) -> None:
+    """Triton's and KServe's clients send tensors in binary after a JSON header by default."""
+    import numpy as np
+
+    client = serve(api, add_version(api.platform, tmp_path, 1))
+    matrix = np.array([[0.0, 1.0], [1.1, 0.1]], dtype=np.float32).tobytes()
+    body, headers = binary_request([("input-0", "FP32", [2, 2], matrix)])
+    response = client.post("/v2/models/churn/infer", data=body, headers=headers)
+    assert response.status_code == 200, response.json
+    assert response.json["outputs"] == [{"name": "predict", "datatype": "INT64", "shape": [2], "data": [0, 1]}]
+
+    strings = b"".join(len(s).to_bytes(4, "little") + s for s in (b"a", "\u00e9t\u00e9".encode()))
+    body, headers = binary_request(
+        [
+            ("n", "INT64", [2], np.array([1, 2], dtype=np.int64).tobytes()),
+            ("s", "BYTES", [2], strings),
+            ("b", "BOOL", [2], np.array([True, False]).tobytes()),
+        ]
+    )
+    response = typed.post("/v2/models/typed/infer", data=body, headers=headers)
+    assert response.status_code == 200, response.json
+    assert [t["data"] for t in response.json["outputs"]] == [[2, 4], ["A", "\u00c9T\u00c9"], [False, True]]
+
+    three, three_headers = binary_request([("input-0", "FP32", [2, 2], matrix[:12])])
+    whole, headers = binary_request([("input-0", "FP32", [2, 2], matrix)])
+    for data, header, says in [
+        (three, three_headers, "holds 4 values but 'data' has 3"),
+        (whole[:-4], headers, "binary_data_size 16 runs past the body"),
+        (whole + b"xx", headers, "2 bytes after its tensors"),
+        (whole, {"Inference-Header-Content-Length": "99999"}, "not a size within the body"),
+        (whole, {"Inference-Header-Content-Length": "3"}, "header is not valid JSON"),
+    ]:
+        response = client.post("/v2/models/churn/infer", data=data, headers=header)
+        assert response.status_code == 400 and says in response.json["error"], (says, response.json)
+    odd, headers = binary_request([("input-0", "FP32", [1, 2], b"\x00" * 7)])
+    assert (
+        "not a whole number of FP32" in client.post("/v2/models/churn/infer", data=odd, headers=headers).json["error"]
+    )
