@@ -132,14 +132,15 @@ def create_model_server(platform: Platform, spec: DeploymentSpec, *, load: bool 
     def predictions(body: Any) -> tuple[list[Any], str]:
         return server.predict(body), request_id_or_new(request.headers.get("X-Request-ID"))
 
+    def predictions_response(body: Any) -> Response:
+        rows, request_id = predictions(body)
+        return _json(
+            {"predictions": rows, "version": spec.version, "request_id": request_id},
+            {"X-Request-ID": request_id},
+        )
+
     @app.errorhandler(MLPlatformError)
     def platform_error(exc: MLPlatformError) -> Response:
-        if request.path.startswith("/v2"):
-            return _error(exc.status, exc.message, exc.errors, {"error": exc.message})
-        if request.path == "/invocations":
-            return _error(
-                exc.status, exc.message, exc.errors, {"error_code": _MLFLOW_ERROR_CODES.get(exc.status, "BAD_REQUEST")}
-            )
         return _error(exc.status, exc.message, exc.errors)
 
     @app.errorhandler(404)
@@ -164,11 +165,7 @@ def create_model_server(platform: Platform, spec: DeploymentSpec, *, load: bool 
 
     @app.post("/predict")
     def predict() -> Response:
-        rows, request_id = predictions(read_json_body(request, limit))
-        return _json(
-            {"predictions": rows, "version": spec.version, "request_id": request_id},
-            {"X-Request-ID": request_id},
-        )
+        return predictions_response(read_json_body(request, limit))
 
     # --- MLflow's scoring protocol ---
 
@@ -191,11 +188,7 @@ def create_model_server(platform: Platform, spec: DeploymentSpec, *, load: bool 
             raise UnsupportedMediaType(
                 f"content type {request.mimetype!r} is not supported: send application/json or text/csv"
             )
-        rows, request_id = predictions(body)
-        return _json(
-            {"predictions": rows, "version": spec.version, "request_id": request_id},
-            {"X-Request-ID": request_id},
-        )
+        return predictions_response(body)
 
     # --- KServe's Open Inference Protocol (V2) ---
 
@@ -236,9 +229,7 @@ def create_model_server(platform: Platform, spec: DeploymentSpec, *, load: bool 
     def v2_model_ready(name: str, version: str | None = None) -> Response:
         check_model(name, version)
         if server.predictor is None:
-            return not_ready(
-                {"name": spec.model, "ready": False, "error": server.error or "the model is still loading"}
-            )
+            return not_ready({"name": spec.model, "ready": False})
         return _json({"name": spec.model, "ready": True})
 
     @app.post("/v2/models/<name>/infer")
@@ -269,14 +260,7 @@ def create_model_server(platform: Platform, spec: DeploymentSpec, *, load: bool 
 
 
 #: MLflow's ``error_code`` for a status, as its scoring server sends it.
-_MLFLOW_ERROR_CODES = {
-    400: "BAD_REQUEST",
-    404: "RESOURCE_DOES_NOT_EXIST",
-    413: "BAD_REQUEST",
-    415: "BAD_REQUEST",
-    422: "BAD_REQUEST",
-    503: "TEMPORARILY_UNAVAILABLE",
-}
+_MLFLOW_ERROR_CODES = {404: "RESOURCE_DOES_NOT_EXIST", 503: "TEMPORARILY_UNAVAILABLE"}
 
 
 def _json(body: Any, headers: dict[str, str] | None = None, status: int = 200) -> Response:
@@ -286,5 +270,11 @@ def _json(body: Any, headers: dict[str, str] | None = None, status: int = 200) -
 def _error(
     status: int, message: str, errors: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
 ) -> Response:
+    """The platform's error shape, plus the key the protocol of the route asked for reads:
+    V2's ``error`` or MLflow's ``error_code``."""
     body = {"code": status, "status": HTTPStatus(status).phrase, "message": message, "errors": errors or {}}
+    if request.path.startswith("/v2"):
+        body["error"] = message
+    elif request.path == "/invocations":
+        body["error_code"] = _MLFLOW_ERROR_CODES.get(status, "BAD_REQUEST")
     return _json({**body, **(extra or {})}, status=status)

@@ -29,7 +29,7 @@ from typing import Any
 from mlplatform.core.errors import InvalidInput
 from mlplatform.core.signature import normalize_type
 
-#: V2 datatypes by the Python values a JSON tensor of that type holds.
+#: The range of each V2 integer datatype.
 _INTEGER_RANGES = {
     "INT8": (-(2**7), 2**7 - 1),
     "INT16": (-(2**15), 2**15 - 1),
